@@ -1,0 +1,3 @@
+from neurofit.cli import main
+
+raise SystemExit(main())

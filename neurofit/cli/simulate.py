@@ -1,0 +1,43 @@
+"""``neurofit simulate v1|regions``: write simulated recordings with planted ground truth to a store."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``simulate v1`` and ``simulate regions``."""
+    parser = sub.add_parser("simulate", help="write a simulated dataset with ground truth to a zarr store")
+    kinds = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
+
+    v1 = kinds.add_parser("v1", help="mouse-V1 digital twin: images (or --video movies) and responses")
+    v1.add_argument("--out", required=True, help="output store, e.g. DATA.zarr")
+    v1.add_argument("--recordings", type=int, default=2, help="number of recordings (mice)")
+    v1.add_argument("--neurons", type=int, default=300, help="neurons per recording")
+    v1.add_argument("--video", action="store_true", help="drifting 1/f movies at 30 Hz, responses per frame")
+    v1.add_argument("--seed", type=int, default=0)
+    v1.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    v1.set_defaults(handler=_run_v1)
+
+    regions = kinds.add_parser("regions", help="multi-region RNN with known inter-region currents")
+    regions.add_argument("--out", required=True, help="output store, e.g. REGIONS.zarr")
+    regions.add_argument("--seed", type=int, default=0)
+    regions.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    regions.set_defaults(handler=_run_regions)
+
+
+def _run_v1(args: argparse.Namespace) -> int:
+    from neurofit.data.simulate.v1 import simulate_v1_store
+
+    path = simulate_v1_store(args.out, recordings=args.recordings, neurons=args.neurons, video=args.video,
+                             seed=args.seed, overwrite=args.overwrite)
+    print(f"wrote {path}")
+    return 0
+
+
+def _run_regions(args: argparse.Namespace) -> int:
+    from neurofit.data.simulate.regions import simulate_regions_store
+
+    path = simulate_regions_store(args.out, seed=args.seed, overwrite=args.overwrite)
+    print(f"wrote {path}")
+    return 0

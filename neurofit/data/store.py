@@ -1,0 +1,201 @@
+"""Zarr store of Recordings: one group per recording (``NAME``), simulator truth under ``NAME/truth``.
+
+Writes are atomic: a store is built in a hidden sibling folder and renamed into place only when complete,
+and the root carries a completion marker, so an interrupted write never leaves something that reads as a
+valid store. Reads are lazy: arrays stay on disk until indexed, so stores larger than memory are usable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from neurofit.data.recording import validate
+from neurofit.errors import DataError
+
+STORE_MARKER = "neurofit_store"
+#: Target bytes per chunk along ``trial``: large enough for fast sequential reads, small enough that a
+#: shuffled batch does not read much it does not use.
+CHUNK_BYTES = 2 * 2**20
+
+
+def trial_chunks(ds: xr.Dataset, chunk_bytes: int = CHUNK_BYTES) -> int:
+    """Trials per chunk so that the largest per-trial variable gives chunks of about ``chunk_bytes``."""
+    per_trial = max(
+        int(np.prod([s for d, s in var.sizes.items() if d != "trial"])) * var.dtype.itemsize
+        for var in ds.data_vars.values() if "trial" in var.dims
+    )
+    return int(max(1, min(ds.sizes["trial"], chunk_bytes // max(1, per_trial))))
+
+
+def _encoding(ds: xr.Dataset, trials_per_chunk: int) -> dict[str, dict]:
+    enc: dict[str, dict] = {}
+    for name, var in ds.variables.items():
+        if var.dtype.kind in "OUS":
+            continue
+        if "trial" in var.dims:
+            enc[str(name)] = {"chunks": tuple(trials_per_chunk if d == "trial" else s
+                                              for d, s in zip(var.dims, var.shape))}
+    return enc
+
+
+class StoreWriter:
+    """Write recordings into a new store atomically.
+
+    Use as a context manager: recordings are written to a hidden temporary folder next to ``path`` and the
+    folder is renamed to ``path`` on a clean exit; on an exception it is deleted and nothing appears at
+    ``path``. ``append`` streams a recording in trial blocks so conversions never hold it all in memory.
+
+    Example::
+
+        with StoreWriter("data.zarr") as w:
+            w.add("mouse1", ds, truth=truth_ds)
+    """
+
+    def __init__(self, path: str | os.PathLike, overwrite: bool = False) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise DataError(f"{self.path}: already exists (pass overwrite=True / --overwrite to replace it)")
+        self.tmp = self.path.parent / f".{self.path.name}.partial-{uuid.uuid4().hex[:8]}"
+        self.names: list[str] = []
+        self._chunks: dict[str, int] = {}
+
+    def __enter__(self) -> StoreWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        zarr.open_group(str(self.tmp), mode="w")
+        return self
+
+    def add(self, name: str, ds: xr.Dataset, truth: xr.Dataset | None = None) -> None:
+        """Validate and write one complete recording (and its optional simulator truth)."""
+        validate(ds, name)
+        self._write(name, ds, truth)
+
+    def append(self, name: str, block: xr.Dataset) -> None:
+        """Write a block of trials of recording ``name``: the first call creates it, later ones extend
+        ``trial``. Call ``validate`` on the finished store (``open_store(..., validate=True)``) if needed."""
+        if name not in self.names:
+            self._write(name, block, None)
+            return
+        with _quiet_zarr():
+            block.to_zarr(str(self.tmp), group=name, mode="a", append_dim="trial", consolidated=False)
+
+    def _write(self, name: str, ds: xr.Dataset, truth: xr.Dataset | None) -> None:
+        if name in self.names:
+            raise DataError(f"{self.path}: recording {name!r} written twice")
+        if "/" in name or name.startswith("."):
+            raise DataError(f"{self.path}: invalid recording name {name!r}")
+        chunks = trial_chunks(ds)
+        with _quiet_zarr():
+            ds.to_zarr(str(self.tmp), group=name, mode="w", encoding=_encoding(ds, chunks), consolidated=False)
+            if truth is not None:
+                tchunks = trial_chunks(truth) if "trial" in truth.dims else 1
+                truth.to_zarr(str(self.tmp), group=f"{name}/truth", mode="w",
+                              encoding=_encoding(truth, tchunks), consolidated=False)
+        self.names.append(name)
+        self._chunks[name] = chunks
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        if not self.names:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise DataError(f"{self.path}: no recordings were written")
+        root = zarr.open_group(str(self.tmp), mode="a")
+        root.attrs[STORE_MARKER] = {"format_version": "1", "recordings": self.names}
+        _replace_dir(self.tmp, self.path)
+
+
+@contextlib.contextmanager
+def _quiet_zarr() -> Iterator[None]:
+    """Zarr v3 warns that fixed-width strings (our ``tier``/``unit_id`` coordinates) have no v3 spec yet;
+    zarr-python reads them back exactly, which is what the lossless round-trip tests check."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+        yield
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move a finished folder into place; an existing ``dst`` is swapped out, then removed."""
+    trash = None
+    if dst.exists():
+        trash = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(dst, trash)
+    os.replace(src, dst)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def list_recordings(path: str | os.PathLike) -> list[str]:
+    """Names of the recordings in a store, in the order written. Raises ``DataError`` for a missing,
+    foreign or incompletely written store."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such store")
+    try:
+        root = zarr.open_group(str(path), mode="r")
+    except Exception as err:  # zarr raises several types for a folder that is not a store
+        raise DataError(f"{path}: not a zarr store ({type(err).__name__}: {err})") from None
+    marker = root.attrs.get(STORE_MARKER)
+    if not marker:
+        raise DataError(f"{path}: not a complete neurofit store (no '{STORE_MARKER}' marker; "
+                        "was its writing interrupted?)")
+    return list(marker["recordings"])
+
+
+def open_recording(path: str | os.PathLike, name: str, validate_values: bool = False) -> xr.Dataset:
+    """Open one recording lazily (no data read until indexed)."""
+    names = list_recordings(path)
+    if name not in names:
+        raise DataError(f"{path}: no recording {name!r} (has {names})")
+    try:
+        ds = xr.open_zarr(str(path), group=name, consolidated=False, chunks=None)
+    except Exception as err:
+        raise DataError(f"{path}: recording {name!r} cannot be read ({type(err).__name__}: {err})") from None
+    validate(ds, f"{path}:{name}", check_values=validate_values)
+    return ds
+
+
+def open_truth(path: str | os.PathLike, name: str) -> xr.Dataset | None:
+    """Simulator ground truth of a recording, or None where the store has none."""
+    root = zarr.open_group(str(path), mode="r")
+    if name not in root or "truth" not in root[name]:
+        return None
+    return xr.open_zarr(str(path), group=f"{name}/truth", consolidated=False, chunks=None)
+
+
+def open_store(path: str | os.PathLike, validate_values: bool = False) -> dict[str, xr.Dataset]:
+    """All recordings of a store, lazily, keyed by name."""
+    return {name: open_recording(path, name, validate_values) for name in list_recordings(path)}
+
+
+def iter_recordings(path: str | os.PathLike) -> Iterator[tuple[str, xr.Dataset]]:
+    """(name, recording) pairs, opened one at a time."""
+    for name in list_recordings(path):
+        yield name, open_recording(path, name)
+
+
+def write_store(path: str | os.PathLike, recordings: dict[str, xr.Dataset],
+                truth: dict[str, xr.Dataset] | None = None, overwrite: bool = False) -> Path:
+    """Write complete in-memory recordings to a new store atomically; returns the store path."""
+    with StoreWriter(path, overwrite=overwrite) as writer:
+        for name, ds in recordings.items():
+            writer.add(name, ds, (truth or {}).get(name))
+    return Path(path)
+
+
+def attrs_json(value: object) -> str:
+    """Serialise metadata (e.g. source statistics) to a JSON string for a dataset attribute."""
+    return json.dumps(value, sort_keys=True, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
