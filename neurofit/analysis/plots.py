@@ -1,0 +1,61 @@
+"""Figures for a fitted run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+if TYPE_CHECKING:
+    from neurofit.evaluation import TierPrediction
+    from neurofit.metrics import NeuronScores
+
+
+def save_figure(fig: plt.Figure, path: str | os.PathLike) -> Path:
+    """Save a figure atomically (temporary file, then rename) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lstrip("."))
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def evaluation_figure(predictions: dict[str, TierPrediction], scores: dict[str, NeuronScores],
+                      path: str | os.PathLike) -> Path:
+    """Per recording: predicted vs recorded trial-averaged responses of the best-predicted neurons, and
+    the per-neuron single-trial correlation against the oracle (the repeat-reliability ceiling)."""
+    from neurofit.metrics import group_means
+
+    n = len(predictions)
+    fig, axes = plt.subplots(n, 2, figsize=(10, 3.6 * n), squeeze=False)
+    for row, (name, p) in enumerate(predictions.items()):
+        s = scores[name]
+        best = np.argsort(s.single_trial_correlation)[::-1][:3]
+        ax = axes[row, 0]
+        mean_resp, mean_pred = group_means(p.resp, p.group), group_means(p.pred, p.group)
+        order = np.arange(min(60, len(mean_resp)))
+        for k, i in enumerate(best):
+            ax.plot(order, mean_resp[order, i] + 3 * k * mean_resp[:, i].std(), color=f"C{k}", lw=1.2,
+                    label=f"neuron {i} recorded")
+            ax.plot(order, mean_pred[order, i] + 3 * k * mean_resp[:, i].std(), color=f"C{k}", lw=1.2, ls="--")
+        ax.set(title=f"{name}: trial-averaged responses (solid) vs prediction (dashed)",
+               xlabel="test stimulus", ylabel="response (offset per neuron)")
+        ax = axes[row, 1]
+        ax.scatter(s.oracle_correlation, s.single_trial_correlation, s=6, alpha=0.6)
+        lim = [min(0, np.nanmin(s.single_trial_correlation)), max(1e-3, np.nanmax(s.oracle_correlation))]
+        ax.plot(lim, lim, "k--", lw=0.8)
+        ax.set(title=f"{name}: mean r = {np.mean(s.single_trial_correlation):.3f}",
+               xlabel="oracle correlation", ylabel="model single-trial correlation")
+        inset = ax.inset_axes([0.62, 0.08, 0.35, 0.3])
+        inset.hist(s.single_trial_correlation, bins=30, color="C0")
+        inset.set_title("per-neuron r", fontsize=8)
+        inset.tick_params(labelsize=6)
+    return save_figure(fig, path)

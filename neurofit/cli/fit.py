@@ -1,0 +1,62 @@
+"""``neurofit fit`` and ``neurofit evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``fit`` and ``evaluate``."""
+    fit = sub.add_parser("fit", help="train a model from a config on a store")
+    fit.add_argument("--data", required=True, help="zarr store (from simulate or convert)")
+    fit.add_argument("--config", required=True, help="experiment config, e.g. configs/default.yaml")
+    fit.add_argument("--out", required=True, help="run directory to create (or continue with --resume)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--max-epochs", type=int, default=None, help="override training.max_epochs")
+    fit.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
+    fit.add_argument("--devices", default="auto", help="number of devices per node, or auto")
+    fit.add_argument("--num-nodes", type=int, default=1)
+    fit.add_argument("--strategy", default="auto", help="auto or ddp")
+    fit.add_argument("--logger", default="csv", choices=["csv", "wandb"],
+                     help="csv always; wandb adds an offline wandb run")
+    fit.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.ckpt")
+    fit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value, e.g. --set training.lr=0.003 (repeatable)")
+    fit.add_argument("--evaluate", action="store_true", help="evaluate on the test tier after fitting")
+    fit.set_defaults(handler=_fit)
+
+    ev = sub.add_parser("evaluate", help="score a run on a held-out tier; writes RUN/metrics.json")
+    ev.add_argument("run", help="run directory")
+    ev.add_argument("--data", default=None, help="store to evaluate on (default: the one it was fit on)")
+    ev.add_argument("--tier", default="test")
+    ev.add_argument("--no-figures", action="store_true")
+    ev.set_defaults(handler=_evaluate)
+
+
+def _devices(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from neurofit.training.fit import fit
+
+    out = fit(args.data, args.config, args.out, seed=args.seed, max_epochs=args.max_epochs,
+              accelerator=args.accelerator, devices=_devices(args.devices), num_nodes=args.num_nodes,
+              strategy=args.strategy, logger=args.logger, resume=args.resume, overrides=args.overrides)
+    print(f"fitted {out}")
+    if args.evaluate:
+        return _print_evaluation(str(out), None, "test", figures=True)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    return _print_evaluation(args.run, args.data, args.tier, figures=not args.no_figures)
+
+
+def _print_evaluation(run: str, data: str | None, tier: str, figures: bool) -> int:
+    from neurofit.evaluation import evaluate, format_table
+
+    metrics = evaluate(run, data, tier, figures=figures)
+    print(format_table(metrics))
+    print(f"wrote {run}/metrics.json")
+    return 0

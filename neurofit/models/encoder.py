@@ -1,0 +1,180 @@
+"""The Encoder: one shared core, then per recording a readout, behaviour modulator, shifter and interaction
+layers, then the output nonlinearity. Built from the ``model`` section of a config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neurofit.data.spec import RecordingSpec
+from neurofit.errors import ConfigError
+from neurofit.models.modulators import BehaviorModulator, Shifter
+from neurofit.models.readouts.base import ReadoutOutput
+
+OUTPUTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "elu1": lambda x: F.elu(x) + 1.0,
+    "softplus": F.softplus,
+}
+
+
+def _options(cfg: dict | None, section: str, known: set[str]) -> dict[str, Any]:
+    """Split a component config into its name and options, rejecting unknown names with a clear error."""
+    cfg = dict(cfg or {})
+    name = cfg.pop("name", None)
+    if name not in known:
+        raise ConfigError(f"model.{section}: unknown {section} {name!r} (choose from {sorted(known)})")
+    cfg["name"] = name
+    return cfg
+
+
+def build_core(cfg: dict, in_channels: int) -> nn.Module:
+    """A core from its config: ``conv`` (static CNN), ``identity`` (no core, for the LN baseline), or a
+    video core (``gru``, ``ctrnn``, ``conv3d``) from neurofit.models.cores.video."""
+    from neurofit.models.cores import CORES
+
+    opts = _options(cfg, "core", set(CORES))
+    name = opts.pop("name")
+    try:
+        return CORES[name](in_channels=in_channels, **opts)
+    except TypeError as err:
+        raise ConfigError(f"model.core ({name}): {err}") from None
+
+
+class Encoder(nn.Module):
+    """Core -> per-recording readout -> modulation -> interactions -> output nonlinearity.
+
+    Inputs are raw (the recording's units); normalisation statistics from the training tier are buffers,
+    so a saved model is self-contained. ``forward`` returns rates in *normalised* response units
+    (responses / training std, what the loss compares against); ``predict`` returns recording units.
+
+    Shapes: static stimulus (B, H, W), behaviour (B, C_b), pupil (B, 2) -> (B, N);
+    video stimulus (B, T, H, W), behaviour (B, T, C_b), pupil (B, T, 2) -> (B, T, N).
+    """
+
+    def __init__(self, model_cfg: dict, specs: list[RecordingSpec]) -> None:
+        super().__init__()
+        from neurofit.models.readouts import READOUTS
+
+        self.specs = {s.name: s for s in specs}
+        if any(s.image_shape is None for s in specs):
+            missing = [s.name for s in specs if s.image_shape is None]
+            raise ConfigError(f"recordings {missing} have no stimulus; an encoder needs images or videos")
+        self.core = build_core(model_cfg.get("core"), 1)
+        readout_cfg = _options(model_cfg.get("readout"), "readout", set(READOUTS))
+        readout_name = readout_cfg.pop("name")
+        output = model_cfg.get("output", "elu1")
+        if output not in OUTPUTS:
+            raise ConfigError(f"model.output: unknown output nonlinearity {output!r} (choose from {sorted(OUTPUTS)})")
+        self.output_name = output
+        self.readouts = nn.ModuleDict()
+        self.modulators = nn.ModuleDict()
+        self.shifters = nn.ModuleDict()
+        self.interactions = nn.ModuleDict()
+        modulator_cfg = model_cfg.get("modulator")
+        shifter_cfg = model_cfg.get("shifter")
+        interaction_cfgs = list(model_cfg.get("interactions") or [])
+        for spec in specs:
+            coords = torch.tensor(spec.coords_um, dtype=torch.float32).reshape(spec.n_neurons, 3)
+            self.readouts[spec.name] = READOUTS[readout_name](
+                n_neurons=spec.n_neurons, in_channels=self.core.out_channels, coords_um=coords,
+                image_shape=spec.image_shape, **readout_cfg)
+            if modulator_cfg and spec.behavior_channels:
+                self.modulators[spec.name] = BehaviorModulator(len(spec.behavior_channels), spec.n_neurons,
+                                                               **modulator_cfg)
+            if shifter_cfg and spec.has_pupil:
+                self.shifters[spec.name] = Shifter(**shifter_cfg)
+            if interaction_cfgs:
+                from neurofit.models.interactions import build_interactions
+
+                self.interactions[spec.name] = build_interactions(
+                    interaction_cfgs, n_neurons=spec.n_neurons, embedding_dim=self.core.out_channels,
+                    feature_dim=self.core.out_channels, positions_um=coords)
+            self._register_stats(spec)
+
+    def _register_stats(self, spec: RecordingSpec) -> None:
+        st = spec.stats
+        self.register_buffer(f"stim_{spec.name}", torch.tensor([st.get("stimulus_mean", 0.0),
+                                                               st.get("stimulus_std", 1.0)]))
+        self.register_buffer(f"resp_std_{spec.name}", torch.tensor(st["response_std"], dtype=torch.float32))
+        if spec.behavior_channels:
+            self.register_buffer(f"beh_{spec.name}", torch.tensor([st["behavior_mean"], st["behavior_std"]]))
+        if spec.has_pupil:
+            self.register_buffer(f"pupil_{spec.name}", torch.tensor([st["pupil_mean"], st["pupil_std"]]))
+
+    def response_std(self, recording: str) -> torch.Tensor:
+        """Training-tier std per neuron (N,), the unit of the normalised responses."""
+        return getattr(self, f"resp_std_{recording}")
+
+    def _normalise(self, recording: str, stimulus: torch.Tensor, behavior: torch.Tensor | None,
+                   pupil_center: torch.Tensor | None):
+        stim = getattr(self, f"stim_{recording}")
+        stimulus = (stimulus - stim[0]) / stim[1]
+        if behavior is not None and recording in self.modulators:
+            beh = getattr(self, f"beh_{recording}")
+            behavior = (behavior - beh[0]) / beh[1]
+        if pupil_center is not None and recording in self.shifters:
+            pup = getattr(self, f"pupil_{recording}")
+            pupil_center = (pupil_center - pup[0]) / pup[1]
+        return stimulus, behavior, pupil_center
+
+    def core_features(self, stimulus: torch.Tensor) -> torch.Tensor:
+        """Normalised stimulus (B, H, W) -> (B, C, H, W); video (B, T, H, W) -> (B*T, C, H, W)."""
+        if stimulus.dim() == 4:
+            b, t = stimulus.shape[:2]
+            feats = self.core(stimulus.unsqueeze(1))  # (B, T, C, H, W)
+            return feats.reshape(b * t, *feats.shape[2:])
+        return self.core(stimulus.unsqueeze(1))
+
+    def readout(self, recording: str, stimulus: torch.Tensor, behavior: torch.Tensor | None = None,
+                pupil_center: torch.Tensor | None = None) -> tuple[ReadoutOutput, torch.Tensor | None]:
+        """Readout drive and sampled features for raw inputs, before interactions; video outputs keep time:
+        drive (B, [T,] N), features (B, [T,] N, C). Also returns the behavioural gain (B, [T,] N) or None."""
+        if recording not in self.readouts:
+            raise ConfigError(f"model has no readout for recording {recording!r} (has {list(self.readouts)})")
+        lead = stimulus.shape[:-2]
+        stimulus, behavior, pupil_center = self._normalise(recording, stimulus, behavior, pupil_center)
+        feats = self.core_features(stimulus)
+        shift = self.shifters[recording](pupil_center.reshape(-1, 2)) if recording in self.shifters else None
+        out = self.readouts[recording](feats, shift)
+        gain = None
+        if recording in self.modulators and behavior is not None:
+            gain = self.modulators[recording](behavior.reshape(-1, behavior.shape[-1])).reshape(*lead, -1)
+        n = out.drive.shape[-1]
+        return ReadoutOutput(out.drive.reshape(*lead, n), out.features.reshape(*lead, n, -1)), gain
+
+    def forward(self, recording: str, stimulus: torch.Tensor, behavior: torch.Tensor | None = None,
+                pupil_center: torch.Tensor | None = None) -> torch.Tensor:
+        out, gain = self.readout(recording, stimulus, behavior, pupil_center)
+        drive = out.drive
+        layers = self.interactions[recording] if recording in self.interactions else None
+        embedding = self.readouts[recording].embedding
+        if layers is not None:
+            drive = layers.before_output(drive, out.features, embedding)
+        rate = OUTPUTS[self.output_name](drive)
+        if gain is not None:
+            rate = rate * gain
+        if layers is not None:
+            rate = layers.after_output(rate, out.features, embedding)
+        return rate
+
+    @torch.no_grad()
+    def predict(self, recording: str, stimulus: torch.Tensor, behavior: torch.Tensor | None = None,
+                pupil_center: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted responses in the recording's own units, (B, [T,] N)."""
+        return self(recording, stimulus, behavior, pupil_center) * self.response_std(recording)
+
+    def regularizer(self, weights: dict[str, float]) -> torch.Tensor:
+        """Weighted sum of the components' penalties: ``core`` (first-layer smoothness), ``readout``
+        (feature sparsity), ``interactions`` (their own penalty, e.g. pool sparsity)."""
+        total = torch.zeros((), device=self.response_std(next(iter(self.specs))).device)
+        if weights.get("core"):
+            total = total + weights["core"] * self.core.regularizer()
+        if weights.get("readout"):
+            total = total + weights["readout"] * sum(r.regularizer() for r in self.readouts.values())
+        if weights.get("interactions") and len(self.interactions):
+            total = total + weights["interactions"] * sum(m.regularizer() for m in self.interactions.values())
+        return total

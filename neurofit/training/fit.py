@@ -1,0 +1,153 @@
+"""``neurofit fit``: train a model from a config on a store into a run directory.
+
+Run directory layout: ``config.yaml`` (resolved, with data path and seed), ``specs.json``,
+``checkpoints/{best,last}.ckpt`` (encoders) or ``model.npz`` (ridge), ``logs/metrics.csv``,
+``train_info.json`` (parameters, wall time, epochs, best validation correlation)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+
+from neurofit.config import load_config, save_config
+from neurofit.data.datamodule import NeuralDataModule
+from neurofit.errors import ConfigError, DataError
+from neurofit.training.callbacks import AtomicCheckpointIO
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+def _prepare_run_dir(out: Path, resume: bool) -> Path | None:
+    """Create the run dir; return the checkpoint to resume from (or None)."""
+    last = out / "checkpoints" / "last.ckpt"
+    if resume:
+        if not out.exists():
+            raise DataError(f"{out}: --resume given but the run directory does not exist")
+        return last if last.exists() else None
+    if out.exists() and any(out.iterdir()):
+        raise DataError(f"{out}: run directory exists and is not empty (use --resume to continue it, or "
+                        "choose another --out)")
+    out.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def _loggers(out: Path, kind: str, cfg: dict) -> list:
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers: list = [CSVLogger(str(out), name="logs", version="")]
+    if kind == "wandb":
+        try:
+            import wandb  # noqa: F401
+            from lightning.pytorch.loggers import WandbLogger
+        except ImportError:
+            raise ConfigError("--logger wandb needs wandb: pip install 'neurofit[wandb]'") from None
+        os.environ.setdefault("WANDB_MODE", "offline")
+        loggers.append(WandbLogger(project="neurofit", name=cfg["name"], save_dir=str(out), offline=True))
+    elif kind != "csv":
+        raise ConfigError(f"--logger: unknown logger {kind!r} (choose csv or wandb)")
+    return loggers
+
+
+def fit(data: str | os.PathLike, config: str | os.PathLike, out: str | os.PathLike, *, seed: int = 0,
+        max_epochs: int | None = None, accelerator: str = "auto", devices: int | str = "auto",
+        num_nodes: int = 1, strategy: str = "auto", logger: str = "csv", resume: bool = False,
+        overrides: list[str] | None = None, progress: bool = True) -> Path:
+    """Train the config's model on ``data`` into run dir ``out``; returns ``out``.
+
+    ``resume`` continues an interrupted run from ``checkpoints/last.ckpt`` with its saved config."""
+    out = Path(out)
+    ckpt = _prepare_run_dir(out, resume)
+    if resume and (out / "config.yaml").exists():
+        cfg = load_config(out / "config.yaml")
+        seed = int(cfg["training"].get("seed", seed))
+    else:
+        cfg = load_config(config, overrides)
+        cfg["training"]["seed"] = seed
+        if max_epochs is not None:
+            cfg["training"]["max_epochs"] = int(max_epochs)
+        cfg["data"]["path"] = str(Path(data).resolve())
+    if "path" not in cfg["data"]:
+        raise ConfigError(f"{out}/config.yaml: no data.path to resume from")
+    L.seed_everything(seed, workers=True, verbose=False)
+    data_cfg = {k: v for k, v in cfg["data"].items() if k != "path"}
+    try:
+        dm = NeuralDataModule(cfg["data"]["path"], seed=seed, **data_cfg)
+    except TypeError as err:
+        raise ConfigError(f"data section: {err}") from None
+    specs = [s.to_dict() for s in dm.prepare_specs()]
+    save_config(cfg, out / "config.yaml")
+    write_json(out / "specs.json", specs)
+    start = time.time()
+    if cfg["type"] == "ridge":
+        info = _fit_ridge(cfg, dm, out)
+    else:
+        info = _fit_encoder(cfg, dm, specs, out, ckpt, accelerator, devices, num_nodes, strategy, logger,
+                            progress)
+    if info is not None:
+        info.update(seed=seed, wall_s=time.time() - start, config=cfg["name"])
+        write_json(out / "train_info.json", info)
+    return out
+
+
+def _fit_ridge(cfg: dict, dm: NeuralDataModule, out: Path) -> dict:
+    from neurofit.models.ridge import RidgePredictor
+
+    try:
+        model = RidgePredictor(**cfg["model"])
+    except TypeError as err:
+        raise ConfigError(f"model section of a ridge config: {err}") from None
+    n_params = 0
+    for name, arrays in dm.recordings.items():
+        train = np.concatenate([arrays.trials("train"), arrays.trials("validation")])
+        batch = arrays.read(train)
+        model.fit_recording(name, batch["stimulus"], batch["responses"])
+        n_params += model.params[name]["coef"].size + model.params[name]["intercept"].size
+    model.save(out / "model.npz")
+    return {"n_parameters": int(n_params), "epochs": 0, "best_val_correlation": None}
+
+
+def _fit_encoder(cfg: dict, dm: NeuralDataModule, specs: list[dict], out: Path, ckpt: Path | None,
+                 accelerator: str, devices: int | str, num_nodes: int, strategy: str, logger: str,
+                 progress: bool) -> dict | None:
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+
+    from neurofit.training.module import EncoderModule
+
+    tcfg = cfg["training"]
+    module = EncoderModule(cfg, specs)
+    checkpoint = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor="val/correlation",
+                                 mode="max", save_last=True, save_top_k=1, enable_version_counter=False)
+    callbacks = [checkpoint, LearningRateMonitor(logging_interval="epoch"),
+                 EarlyStopping(monitor="val/correlation", mode="max", patience=int(tcfg.get("patience", 5)),
+                               min_delta=float(tcfg.get("min_delta", 1e-4)))]
+    if strategy == "ddp" and len(specs) > 1:
+        # Each step trains one recording's readout; the others get no gradient on that step.
+        strategy = "ddp_find_unused_parameters_true"
+    trainer = L.Trainer(
+        max_epochs=int(tcfg.get("max_epochs", 50)), accelerator=accelerator, devices=devices,
+        num_nodes=num_nodes, strategy=strategy, precision=tcfg.get("precision", "32-true"),
+        logger=_loggers(out, logger, cfg), callbacks=callbacks, default_root_dir=str(out),
+        gradient_clip_val=tcfg.get("gradient_clip_val"), deterministic=bool(tcfg.get("deterministic", False)),
+        use_distributed_sampler=False, enable_progress_bar=progress, enable_model_summary=False,
+        plugins=[AtomicCheckpointIO()], log_every_n_steps=int(tcfg.get("log_every_n_steps", 20)),
+        num_sanity_val_steps=0)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
+    if not trainer.is_global_zero:
+        return None
+    best = checkpoint.best_model_score
+    return {"n_parameters": int(sum(p.numel() for p in module.parameters())),
+            "epochs": int(trainer.current_epoch),
+            "best_val_correlation": None if best is None else float(best),
+            "world_size": int(trainer.world_size)}

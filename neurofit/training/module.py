@@ -1,0 +1,95 @@
+"""LightningModule that trains an Encoder with a Poisson loss on many recordings at once."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from neurofit.data.spec import RecordingSpec
+from neurofit.metrics import correlation
+from neurofit.models.encoder import Encoder
+from neurofit.training.losses import poisson_loss
+
+
+def batch_mask(batch: dict, skip_frames: int) -> torch.Tensor | None:
+    """Loss/metric mask (B, [T]) from the recorded-response mask, with video burn-in frames removed."""
+    mask = batch.get("response_mask")
+    video = batch["responses"].dim() == 3
+    if mask is None and not (video and skip_frames):
+        return None
+    if mask is None:
+        mask = torch.ones(batch["responses"].shape[:-1], dtype=torch.bool, device=batch["responses"].device)
+    if video and skip_frames:
+        mask = mask.clone()
+        mask[:, :skip_frames] = False
+    return mask
+
+
+class EncoderModule(L.LightningModule):
+    """Trains ``Encoder(config['model'], specs)``.
+
+    Args:
+        config: the resolved experiment config (``model`` and ``training`` sections are used here).
+        specs: RecordingSpec dicts of the training recordings (saved in the checkpoint's hyperparameters,
+            so ``load_from_checkpoint`` rebuilds the model without the data).
+    Logs ``train/loss`` and ``val/correlation`` (mean single-trial r over neurons, then recordings).
+    """
+
+    def __init__(self, config: dict, specs: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = config
+        self.train_cfg = config.get("training", {})
+        self.encoder = Encoder(config["model"], [RecordingSpec.from_dict(s) for s in specs])
+        self.skip_frames = int(self.train_cfg.get("skip_frames", 0))
+        self._val: dict[str, list] = defaultdict(list)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.encoder(batch["recording"], batch["stimulus"], batch.get("behavior"), batch.get("pupil_center"))
+
+    def _loss(self, batch: dict) -> torch.Tensor:
+        rate = self(batch)
+        target = batch["responses"] / self.encoder.response_std(batch["recording"])
+        return poisson_loss(rate, target, batch_mask(batch, self.skip_frames))
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        reg = self.encoder.regularizer(self.train_cfg.get("regularization", {}))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["responses"]))
+        return loss + reg
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        rate = self(batch)
+        mask = batch_mask(batch, self.skip_frames)
+        pred, resp = rate.float(), batch["responses"].float()
+        if mask is not None:
+            pred, resp = pred[mask], resp[mask]
+        else:
+            pred, resp = pred.reshape(-1, pred.shape[-1]), resp.reshape(-1, resp.shape[-1])
+        self._val[batch["recording"]].append((pred.cpu().numpy(), resp.cpu().numpy()))
+
+    def on_validation_epoch_end(self) -> None:
+        per_rec = []
+        for name, parts in self._val.items():
+            pred = np.concatenate([p for p, _ in parts])
+            resp = np.concatenate([r for _, r in parts])
+            r = float(np.mean(correlation(pred, resp)))
+            per_rec.append(r)
+            self.log(f"val/correlation/{name}", r, sync_dist=False)
+        self._val.clear()
+        if per_rec:
+            # Every rank scores the full validation set, so this value is identical across ranks.
+            self.log("val/correlation", float(np.mean(per_rec)), prog_bar=True, sync_dist=False)
+
+    def configure_optimizers(self) -> dict:
+        cfg = self.train_cfg
+        opt = torch.optim.AdamW(self.parameters(), lr=float(cfg.get("lr", 5e-3)),
+                                weight_decay=float(cfg.get("weight_decay", 0.0)))
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="max", factor=float(cfg.get("lr_decay_factor", 0.3)),
+            patience=int(cfg.get("lr_patience", 3)), threshold=1e-3, min_lr=1e-5)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/correlation"}}

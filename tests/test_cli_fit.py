@@ -1,0 +1,91 @@
+"""fit -> evaluate -> resume through the command line, baselines, and one-line errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from neurofit.cli import main
+from neurofit.data import write_store
+from tests.conftest import tiny_recording
+
+SMALL = ["--set", "model.core.channels=4", "--set", "model.core.layers=1", "--set", "model.core.input_kernel=3",
+         "--set", "data.batch_size=16"]
+
+
+def _fit(store, out, *extra, config="configs/default.yaml", epochs=2):
+    small = SMALL if config == "configs/default.yaml" else []
+    return main(["fit", "--data", str(store), "--config", config, "--out", str(out), "--max-epochs", str(epochs),
+                 *small, *extra])
+
+
+def test_fit_evaluate_writes_contract(tiny_store, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _fit(tiny_store, run) == 0
+    for name in ("config.yaml", "specs.json", "train_info.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt",
+                 "logs/metrics.csv"):
+        assert (run / name).exists(), name
+    assert main(["evaluate", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["tier"] == "test" and set(metrics["recordings"]) == {"m0", "m1"}
+    keys = {"single_trial_correlation", "correlation_to_average", "feve", "oracle_correlation",
+            "fraction_of_ceiling"}
+    assert keys <= set(metrics["mean"]) and metrics["recordings"]["m1"]["n_neurons"] == 9
+    assert metrics["mean"]["fraction_of_ceiling"] is not None
+    assert (run / "figures" / "evaluation.png").stat().st_size > 10_000
+    assert "single_r" in capsys.readouterr().out
+
+
+def test_resume_continues_from_last_checkpoint(tiny_store, tmp_path):
+    run = tmp_path / "run"
+    assert _fit(tiny_store, run, epochs=1) == 0
+    assert _fit(tiny_store, run, "--resume", epochs=1) == 0  # saved config says 1 epoch: nothing to redo
+    info = json.loads((run / "train_info.json").read_text())
+    assert info["epochs"] == 1
+    # a refused re-fit into a used run dir
+    assert _fit(tiny_store, run) == 2
+
+
+def test_ridge_and_ln_baselines(tiny_store, tmp_path):
+    ridge, ln = tmp_path / "ridge", tmp_path / "ln"
+    assert _fit(tiny_store, ridge, "--set", "model.downsample=1", config="configs/ridge.yaml") == 0
+    assert main(["evaluate", str(ridge), "--no-figures"]) == 0
+    assert _fit(tiny_store, ln, config="configs/ln.yaml") == 0
+    assert main(["evaluate", str(ln), "--no-figures"]) == 0
+    r = json.loads((ridge / "metrics.json").read_text())["mean"]["single_trial_correlation"]
+    assert r > 0.3  # the tiny data is linear-nonlinear: ridge must find it
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "no such store"),
+    ("nan", "NaN or inf"),
+    ("unknown_core", "unknown core 'resnet9000'"),
+])
+def test_bad_input_gives_one_clear_line(tmp_path, case, message):
+    store = tmp_path / "data.zarr"
+    extra = []
+    if case == "nan":
+        ds, _ = tiny_recording()
+        resp = ds.responses.values.copy()
+        resp[4, 2] = np.nan
+        ds["responses"].values = resp
+        store.mkdir()
+        ds.to_zarr(str(store), group="m0")
+        import zarr
+
+        zarr.open_group(str(store)).attrs["neurofit_store"] = {"format_version": "1", "recordings": ["m0"]}
+    elif case == "unknown_core":
+        ds, _ = tiny_recording()
+        write_store(store, {"m0": ds})
+        extra = ["--set", "model.core.name=resnet9000"]
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "neurofit", "fit", "--data", str(store), "--config",
+                           "configs/default.yaml", "--out", str(out), *extra], capture_output=True, text=True)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2
+    assert len(err) == 1 and err[0].startswith("neurofit: error:") and message in err[0], proc.stderr
+    if case != "missing":
+        assert str(store) in err[0] or "model.core" in err[0]
+    assert not (out / "checkpoints").exists()
