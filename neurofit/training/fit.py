@@ -29,9 +29,18 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
     os.replace(tmp, path)
 
 
+def is_launcher_rank() -> bool:
+    """True in the process that owns the run dir: rank 0 under Lightning's launcher (LOCAL_RANK/NODE_RANK),
+    torchrun (RANK) and SLURM (SLURM_PROCID), or a plain single process. Other ranks re-run ``fit`` and must
+    neither refuse the existing run dir nor write to it."""
+    return all(os.environ.get(var, "0") == "0" for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
 def _prepare_run_dir(out: Path, resume: bool) -> Path | None:
     """Create the run dir; return the checkpoint to resume from (or None)."""
     last = out / "checkpoints" / "last.ckpt"
+    if not is_launcher_rank():
+        return last if resume and last.exists() else None
     if resume:
         if not out.exists():
             raise DataError(f"{out}: --resume given but the run directory does not exist")
@@ -69,6 +78,7 @@ def fit(data: str | os.PathLike, config: str | os.PathLike, out: str | os.PathLi
     ``resume`` continues an interrupted run from ``checkpoints/last.ckpt`` with its saved config."""
     out = Path(out)
     ckpt = _prepare_run_dir(out, resume)
+    owner = is_launcher_rank()
     if resume and (out / "config.yaml").exists():
         cfg = load_config(out / "config.yaml")
         seed = int(cfg["training"].get("seed", seed))
@@ -87,15 +97,16 @@ def fit(data: str | os.PathLike, config: str | os.PathLike, out: str | os.PathLi
     except TypeError as err:
         raise ConfigError(f"data section: {err}") from None
     specs = [s.to_dict() for s in dm.prepare_specs()]
-    save_config(cfg, out / "config.yaml")
-    write_json(out / "specs.json", specs)
+    if owner:
+        save_config(cfg, out / "config.yaml")
+        write_json(out / "specs.json", specs)
     start = time.time()
     if cfg["type"] == "ridge":
         info = _fit_ridge(cfg, dm, out)
     else:
         info = _fit_encoder(cfg, dm, specs, out, ckpt, accelerator, devices, num_nodes, strategy, logger,
                             progress)
-    if info is not None:
+    if info is not None and owner:
         info.update(seed=seed, wall_s=time.time() - start, config=cfg["name"])
         write_json(out / "train_info.json", info)
     return out
