@@ -1,0 +1,92 @@
+"""Figures of a data-constrained RNN run: learning curve, data vs model rasters, CURBD current grid and
+J block norms. Each function writes one PNG and returns its path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from neurofit.rnn.history import FitHistory  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_fit_curve(history: FitHistory, path: str | os.PathLike) -> Path:
+    """pVar and chi2 per run/epoch (and the bptt loss where recorded)."""
+    panels = 3 if history.loss else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3))
+    axes[0].plot(history.step, history.pvar, marker=".")
+    axes[0].set(xlabel="run" if history.method == "rls" else "epoch", ylabel="pVar", title=history.method)
+    axes[1].semilogy(history.step, np.maximum(history.chi2, 1e-12), marker=".")
+    axes[1].set(xlabel=axes[0].get_xlabel(), ylabel="chi2")
+    if history.loss:
+        axes[2].semilogy(history.step, history.loss, marker=".")
+        axes[2].set(xlabel="epoch", ylabel="training loss")
+    return _save(fig, path)
+
+
+def plot_rasters(data: np.ndarray, model: np.ndarray, regions: np.ndarray, names: list[str], dt: float,
+                 path: str | os.PathLike) -> Path:
+    """Data and model rates of the first trial, one row per region.
+
+    Args:
+        data, model: (trial, N, time) rates; regions: (N,) labels; names: region order; dt: seconds.
+    """
+    fig, axes = plt.subplots(len(names), 2, figsize=(10, 2.2 * len(names)), squeeze=False)
+    duration = data.shape[-1] * dt
+    for row, name in enumerate(names):
+        idx = regions == name
+        lim = float(np.abs(data[0, idx]).max()) or 1.0
+        for col, (label, values) in enumerate((("data", data), ("model", model))):
+            ax = axes[row, col]
+            ax.imshow(values[0, idx], aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest",
+                      extent=(0.0, duration, int(idx.sum()), 0))
+            ax.set(title=f"{name}: {label}", ylabel="unit", xlabel="time (s)")
+    return _save(fig, path)
+
+
+def plot_current_grid(currents: xr.Dataset, path: str | os.PathLike) -> Path:
+    """M x M(+inputs) grid: mean current into each target region from each source over time (first trial),
+    excitatory, inhibitory and total."""
+    targets, sources = list(currents["target_region"].values), list(currents["source"].values)
+    fig, axes = plt.subplots(len(targets), len(sources), figsize=(2.6 * len(sources), 2.0 * len(targets)),
+                             squeeze=False, sharex=True)
+    time = currents["time"].values
+    for a, target in enumerate(targets):
+        for b, source in enumerate(sources):
+            cur = currents["current"].sel(target_region=target, source=source).isel(trial=0)
+            ax = axes[a, b]
+            ax.plot(time, cur.sel(sign="excitatory"), color="tab:red", lw=0.8, label="exc")
+            ax.plot(time, cur.sel(sign="inhibitory"), color="tab:blue", lw=0.8, label="inh")
+            ax.plot(time, cur.sum("sign"), color="k", lw=1.0, label="total")
+            ax.set_title(f"{source} -> {target}", fontsize=8)
+    axes[0, 0].legend(fontsize=6)
+    for ax in axes[-1]:
+        ax.set_xlabel("time (s)")
+    return _save(fig, path)
+
+
+def plot_block_norms(currents: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Heat map of ||J_ab||_F, target regions in rows, source regions in columns."""
+    norms = currents["block_norm"]
+    fig, ax = plt.subplots(figsize=(1.2 * norms.shape[1] + 2, 1.0 * norms.shape[0] + 1.5))
+    im = ax.imshow(norms.values, cmap="viridis")
+    ax.set_xticks(range(norms.shape[1]), list(norms["source_region"].values))
+    ax.set_yticks(range(norms.shape[0]), list(norms["target_region"].values))
+    ax.set(xlabel="source region", ylabel="target region", title="||J block||_F")
+    for (i, j), value in np.ndenumerate(norms.values):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="w", fontsize=8)
+    fig.colorbar(im, ax=ax)
+    return _save(fig, path)

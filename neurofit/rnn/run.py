@@ -1,0 +1,98 @@
+"""Run directories of ``neurofit rnn fit`` and ``neurofit rnn currents``.
+
+``RUN/`` holds ``config.yaml`` (resolved), ``model.pt`` (the fitted model), ``fit.npz`` (data and model rates,
+exogenous inputs), ``metrics.json`` and ``fit_curve.png``; ``rnn currents`` adds ``currents.zarr``,
+``rasters.png``, ``current_grid.png`` and ``block_norms.png``. Every file is written to a temporary name
+and renamed into place, so an interrupted run never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from neurofit.errors import DataError
+from neurofit.rnn import plots
+from neurofit.rnn.config import FitConfig
+from neurofit.rnn.currents import decompose, write_currents
+from neurofit.rnn.data import load_rnn_data
+from neurofit.rnn.fit import fit
+from neurofit.rnn.model import exogenous_names, free_run, load_model, save_model, to_numpy
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _atomic_npz(path: Path, **arrays: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def fit_run(data_path: str | os.PathLike, out: str | os.PathLike, cfg: FitConfig, device: str = "cpu",
+            log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Load ``data_path``, fit with ``cfg`` and write the run directory ``out``; returns the metrics.
+
+    Metrics: ``pVar`` of a free run over every trial with the training noise (CURBD's final pVar),
+    ``pVar_fresh_noise`` with noise never seen in training, ``chi2`` (per run/evaluation), ``pVar_per_run``,
+    ``n_units``, ``n_regions``, ``n_trials``, ``n_samples``, ``wall_s`` (fit only), ``method``, ``device``,
+    ``variance_share`` {target region: {source: share}} and the data normalisation.
+    """
+    out = Path(out)
+    data = load_rnn_data(data_path, cfg.data.normalize, cfg.data.recording)
+    outcome = fit(data, cfg, device, log)
+    model, fd = outcome.model, outcome.data
+    rates, final_pvar, final_chi2 = free_run(model, fd, noise_seed=model.cfg.seed)
+    fresh_pvar = free_run(model, fd, noise_seed=model.cfg.seed + 1000)[1]
+    share = decompose(model, rates, fd.exog)["variance_share"]
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = {**cfg.to_dict(), "data_path": str(data_path), "device": device}
+    _atomic_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    save_model(model, out / "model.pt", {"normalization": data.normalization.to_dict(), "source": data.source,
+                                         "unit_ids": data.unit_ids.tolist()})
+    _atomic_npz(out / "fit.npz", model_rates=to_numpy(rates), data_rates=to_numpy(fd.rates),
+                exog=to_numpy(fd.exog) if fd.exog is not None else np.zeros((data.n_trials, data.n_samples, 0)),
+                exog_names=np.asarray(exogenous_names(model), dtype=str))
+    metrics = {
+        "method": cfg.method, "pVar": final_pvar, "pVar_fresh_noise": fresh_pvar, "chi2": outcome.history.chi2,
+        "chi2_final": final_chi2, "pVar_per_run": outcome.history.pvar, "n_units": data.n_units,
+        "n_regions": len(data.region_names), "regions": list(data.region_names), "n_trials": data.n_trials,
+        "n_samples": data.n_samples, "wall_s": outcome.wall_s, "device": device,
+        "time_to_pvar_0.99_s": outcome.history.time_to(0.99),
+        "variance_share": {str(t): {str(s): float(share.sel(target_region=t, source=s))
+                                    for s in share["source"].values} for t in share["target_region"].values},
+        "normalization": data.normalization.kind, "history": outcome.history.to_dict(),
+    }
+    _atomic_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    plots.plot_fit_curve(outcome.history, out / "fit_curve.png")
+    return metrics
+
+
+def currents_run(run: str | os.PathLike) -> Path:
+    """Decompose the fitted model's currents of run directory ``run`` into ``RUN/currents.zarr`` and draw the
+    raster, current-grid and block-norm figures. Returns the zarr path."""
+    run = Path(run)
+    for name in ("model.pt", "fit.npz"):
+        if not (run / name).exists():
+            raise DataError(f"{run}: no {name} (is this a finished 'neurofit rnn fit' run directory?)")
+    model, _ = load_model(run / "model.pt")
+    with np.load(run / "fit.npz") as saved:
+        rates, data_rates, exog = saved["model_rates"], saved["data_rates"], saved["exog"]
+    exog_t = torch.as_tensor(exog) if exog.shape[-1] else None
+    ds = decompose(model, torch.as_tensor(rates), exog_t)
+    path = write_currents(ds, run / "currents.zarr")
+    regions = np.asarray(model.spec["regions"])
+    plots.plot_rasters(data_rates, rates, regions, model.spec["region_names"], model.dt, run / "rasters.png")
+    plots.plot_current_grid(ds, run / "current_grid.png")
+    plots.plot_block_norms(ds, run / "block_norms.png")
+    return path
