@@ -48,16 +48,19 @@ def _statistics(root: Path, stacks: dict[str, np.ndarray], axis: int) -> None:
 
 def make_static_tree(parent: Path, name: str = "static21067-10-18-GrayImageNet-94c6ff995dac583098847cfecd43e7b6",
                      n_neurons: int = 12, height: int = 9, width: int = 16, seed: int = 0,
-                     image_dtype: str = "uint8", withheld: str = "zeros") -> Path:
+                     image_dtype: str = "uint8", withheld: str = "zeros", n_trials: int | None = None) -> Path:
     """A SENSORIUM 2022 static FileTree: images (1, H, W), responses (N,), behavior (3,), pupil_center (2,).
 
     ``withheld`` says how test-tier responses look: ``"zeros"`` (the 2022 competition scans) or ``"real"``.
+    ``n_trials`` repeats the 8-trial tier pattern to that many trials (benchmarks), ids kept per pattern copy.
     """
     rng = np.random.default_rng(seed)
     root = parent / name
-    tiers = np.array(STATIC_TIERS)
+    base_ids = np.array([5, 6, 7, 8, 100, 100, 200, 9], dtype=np.int64)
+    copies = 1 if n_trials is None else -(-n_trials // len(STATIC_TIERS))
+    tiers = np.tile(np.array(STATIC_TIERS), copies)[:n_trials]
     n = len(tiers)
-    image_ids = np.array([5, 6, 7, 8, 100, 100, 200, 9], dtype=np.int64)
+    image_ids = (np.repeat(np.arange(copies) * 1000, len(base_ids)) + np.tile(base_ids, copies))[:n]
     images = {i: rng.integers(0, 256, (1, height, width)).astype(image_dtype) for i in np.unique(image_ids)}
     stacks: dict[str, list[np.ndarray]] = {"images": [], "responses": [], "behavior": [], "pupil_center": []}
     for i in range(n):

@@ -1,0 +1,66 @@
+"""Interaction layers by config name: ``none``, ``attention``, ``normalization``.
+
+A model config lists them under ``model.interactions`` (each a name or ``{name: ..., **options}``);
+``build_interactions`` turns that list into one ``InteractionStack`` per recording, and ``build_interaction``
+builds one layer, or a stack from a name like ``"attention+normalization"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from neurofit.errors import ConfigError
+from neurofit.models.interactions.attention import NeuronAttention
+from neurofit.models.interactions.base import Interaction, InteractionStack, NoInteraction
+from neurofit.models.interactions.normalization import DivisiveNormalization
+
+INTERACTIONS: dict[str, type[Interaction]] = {
+    "none": NoInteraction,
+    "attention": NeuronAttention,
+    "normalization": DivisiveNormalization,
+}
+
+
+def _build_one(name: str, dims: dict[str, Any], options: dict[str, Any]) -> Interaction:
+    if name not in INTERACTIONS:
+        raise ConfigError(f"model.interactions: unknown interaction {name!r} (choose from {sorted(INTERACTIONS)})")
+    try:
+        return INTERACTIONS[name](**dims, **options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model.interactions ({name}): {err}") from None
+
+
+def build_interaction(name: str, *, n_neurons: int, embedding_dim: int, feature_dim: int,
+                      positions_um: torch.Tensor | None = None, **options: Any) -> Interaction | InteractionStack:
+    """One interaction layer by name with its options, or a stack for names joined by ``+`` (applied in
+    that order within their phase), whose options are then given per layer: ``attention={...}``.
+
+    Raises ConfigError for unknown names or options.
+    """
+    dims = {"n_neurons": n_neurons, "embedding_dim": embedding_dim, "feature_dim": feature_dim,
+            "positions_um": positions_um}
+    names = name.split("+")
+    if len(names) == 1:
+        return _build_one(name, dims, options)
+    unknown = set(options) - set(names)
+    if unknown:
+        raise ConfigError(f"model.interactions ({name}): options must be given per layer, got {sorted(unknown)}")
+    return InteractionStack([_build_one(n, dims, dict(options.get(n) or {})) for n in names])
+
+
+def build_interactions(configs: list[str | dict[str, Any]], *, n_neurons: int, embedding_dim: int,
+                       feature_dim: int, positions_um: torch.Tensor | None = None) -> InteractionStack:
+    """The ``model.interactions`` list (names or ``{name: ..., **options}``) -> one InteractionStack."""
+    dims = {"n_neurons": n_neurons, "embedding_dim": embedding_dim, "feature_dim": feature_dim,
+            "positions_um": positions_um}
+    stages = []
+    for cfg in configs:
+        options = {"name": cfg} if isinstance(cfg, str) else dict(cfg)
+        stages.append(_build_one(options.pop("name", None), dims, options))
+    return InteractionStack(stages)
+
+
+__all__ = ["INTERACTIONS", "DivisiveNormalization", "Interaction", "InteractionStack", "NeuronAttention",
+           "NoInteraction", "build_interaction", "build_interactions"]

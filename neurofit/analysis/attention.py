@@ -1,0 +1,294 @@
+"""What an interaction layer learned, on plain arrays: attention maps and normalisation pools against
+cortical distance, against a known coupling, and the ``RUN/attention/`` outputs (DESIGN.md section 3).
+
+Pairs of neurons are not independent samples (each neuron is in N - 1 pairs), so significance comes from
+permutation tests that shuffle neuron labels (positions, or the truth matrix's rows and columns together);
+the textbook Spearman p-value is reported alongside as ``p_value_asymptotic`` and is optimistic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import xarray as xr  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from neurofit.analysis.plots import save_figure  # noqa: E402
+from neurofit.data.store import _quiet_zarr, _replace_dir  # noqa: E402
+from neurofit.models.interactions.attention import spatial_order  # noqa: E402
+
+SUMMARY_FILE = "attention_vs_distance.json"
+#: Rows x neurons handled at once when binning all pairs (bounds scratch memory to ~100 MB).
+_PAIR_CHUNK = 2**23
+
+
+@dataclass
+class DistanceCurve:
+    """Mean pair weight per cortical-distance bin with a bootstrap confidence band (over query neurons).
+
+    edges_um (n_bins + 1,), centers_um, mean, ci_low, ci_high (n_bins,) and counts (n_bins,) pairs per bin;
+    bins without pairs hold NaN.
+    """
+
+    edges_um: np.ndarray
+    centers_um: np.ndarray
+    mean: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    counts: np.ndarray
+
+
+@dataclass
+class PairCorrelation:
+    """Spearman rho between pair weights and another pair quantity over off-diagonal pairs.
+
+    p_value: permutation p (neuron labels shuffled, two-sided, (k + 1) / (n + 1)); p_value_asymptotic:
+    scipy's, which treats pairs as independent; n_pairs: pairs used (a random subset for large N).
+    """
+
+    rho: float
+    p_value: float
+    p_value_asymptotic: float
+    n_pairs: int
+    n_permutations: int
+
+
+def _check_square(weights: np.ndarray, n: int | None = None) -> np.ndarray:
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim != 2 or weights.shape[0] != weights.shape[1] or (n is not None and weights.shape[0] != n):
+        raise ValueError(f"expected an (N, N) map for N={n}, got shape {weights.shape}")
+    return weights
+
+
+def distance_curve(weights: np.ndarray, positions_um: np.ndarray, edges_um: np.ndarray | None = None,
+                   n_bins: int = 12, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> DistanceCurve:
+    """Binned weight vs cortical distance, diagonal excluded.
+
+    weights: (N, N) map (row i: what neuron i attends to / is normalised by); positions_um: (N, 3) um.
+    edges_um: bin edges in um; default ``n_bins`` equal bins up to the 95th percentile of pair distances.
+    The band resamples query neurons (rows) with replacement, ``n_boot`` times.
+    """
+    pos = np.asarray(positions_um, dtype=np.float64)
+    weights = _check_square(weights, len(pos))
+    n = len(pos)
+    rng = np.random.default_rng(seed)
+    if edges_um is None:
+        i, j = _sample_pairs(n, 100_000, rng)
+        edges_um = np.linspace(0.0, np.percentile(np.linalg.norm(pos[i] - pos[j], axis=1), 95), n_bins + 1)
+    edges_um = np.asarray(edges_um, dtype=np.float64)
+    nb = len(edges_um) - 1
+    sums, counts = np.zeros((n, nb)), np.zeros((n, nb))
+    rows = max(1, _PAIR_CHUNK // n)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        d = np.linalg.norm(pos[start:stop, None] - pos[None], axis=-1)
+        b = np.digitize(d, edges_um) - 1
+        valid = (b >= 0) & (b < nb)
+        valid[np.arange(stop - start), np.arange(start, stop)] = False
+        flat = (np.arange(stop - start)[:, None] * nb + b)[valid]
+        sums[start:stop] = np.bincount(flat, weights[start:stop][valid], (stop - start) * nb).reshape(-1, nb)
+        counts[start:stop] = np.bincount(flat, minlength=(stop - start) * nb).reshape(-1, nb)
+    resample = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums.sum(0) / counts.sum(0)
+        boot = (resample @ sums) / (resample @ counts)
+    alpha = (1 - confidence) / 2
+    low, high = np.nanquantile(boot, [alpha, 1 - alpha], axis=0) if n_boot else (mean, mean)
+    return DistanceCurve(edges_um, (edges_um[:-1] + edges_um[1:]) / 2, mean, low, high, counts.sum(0))
+
+
+def _sample_pairs(n: int, max_pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """All ordered off-diagonal pairs (i, j) when there are at most ``max_pairs``, else a random subset."""
+    if n * (n - 1) <= max_pairs:
+        i, j = np.nonzero(~np.eye(n, dtype=bool))
+        return i, j
+    i = rng.integers(0, n, max_pairs)
+    j = (i + rng.integers(1, n, max_pairs)) % n  # uniform over j != i
+    return i, j
+
+
+def _permutation_spearman(weights: np.ndarray, pair_values: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                          n_permutations: int, max_pairs: int, seed: int) -> PairCorrelation:
+    """Spearman rho between weights[i, j] and pair_values(i, j) over off-diagonal pairs; the null relabels
+    neurons of the second quantity: pair_values(perm[i], perm[j])."""
+    n = weights.shape[0]
+    rng = np.random.default_rng(seed)
+    i, j = _sample_pairs(n, max_pairs, rng)
+    w_rank = stats.rankdata(weights[i, j])
+    rho, p_asym = stats.spearmanr(w_rank, pair_values(i, j))
+    exceed = 0
+    for _ in range(n_permutations):
+        perm = rng.permutation(n)
+        null = np.corrcoef(w_rank, stats.rankdata(pair_values(perm[i], perm[j])))[0, 1]
+        exceed += abs(null) >= abs(rho)
+    p_perm = (exceed + 1) / (n_permutations + 1) if n_permutations else float("nan")
+    return PairCorrelation(float(rho), float(p_perm), float(p_asym), len(i), n_permutations)
+
+
+def distance_correlation(weights: np.ndarray, positions_um: np.ndarray, n_permutations: int = 1000,
+                         max_pairs: int = 50_000, seed: int = 0) -> PairCorrelation:
+    """Spearman rho between pair weight (N, N) and cortical distance (positions (N, 3) um), diagonal
+    excluded; permutation null: neuron positions shuffled. A map that falls off with distance gives rho < 0."""
+    pos = np.asarray(positions_um, dtype=np.float64)
+    weights = _check_square(weights, len(pos))
+    return _permutation_spearman(weights, lambda i, j: np.linalg.norm(pos[i] - pos[j], axis=1),
+                                 n_permutations, max_pairs, seed)
+
+
+def truth_correlation(weights: np.ndarray, truth: np.ndarray, n_permutations: int = 1000,
+                      max_pairs: int = 50_000, seed: int = 0) -> PairCorrelation:
+    """Spearman rho between a learned map and a true coupling/pool matrix (both (N, N), same neuron order;
+    pass |J| for signed couplings), diagonal excluded; permutation null: the truth's neurons relabelled."""
+    weights = _check_square(weights)
+    truth = _check_square(truth, weights.shape[0])
+    return _permutation_spearman(weights, lambda i, j: truth[i, j], n_permutations, max_pairs, seed)
+
+
+def _block_average(image: np.ndarray, max_pixels: int) -> np.ndarray:
+    """Average k x k blocks so that an (N, N) image has at most ``max_pixels`` per side."""
+    k = max(1, math.ceil(image.shape[0] / max_pixels))
+    n = image.shape[0] // k * k
+    return image[:n, :n].reshape(n // k, k, n // k, k).mean(axis=(1, 3))
+
+
+def plot_map(ax: plt.Axes, weights: np.ndarray, positions_um: np.ndarray, label: str = "attention") -> None:
+    """The (N, N) map with both axes ordered along a Hilbert curve of cortical position, so local structure
+    shows as a band along the diagonal (diagonal itself blanked; large N block-averaged to 512 px)."""
+    order = spatial_order(torch.as_tensor(np.asarray(positions_um, dtype=np.float32))).numpy()
+    image = np.array(weights, dtype=np.float64)[np.ix_(order, order)]
+    np.fill_diagonal(image, np.nan)
+    image = _block_average(np.nan_to_num(image, nan=np.nanmean(image)), 512)
+    shown = ax.imshow(image, cmap="magma", vmax=np.percentile(image, 99), interpolation="nearest")
+    ax.figure.colorbar(shown, ax=ax, label=label, shrink=0.8)
+    ax.set(title=f"{label} (neurons ordered by cortical position)", xlabel="key neuron j", ylabel="neuron i")
+
+
+def plot_curve(ax: plt.Axes, curve: DistanceCurve, label: str = "attention") -> None:
+    """Mean weight vs distance with its confidence band."""
+    ax.fill_between(curve.centers_um, curve.ci_low, curve.ci_high, alpha=0.3, label="95% bootstrap CI")
+    ax.plot(curve.centers_um, curve.mean, "o-", label=f"mean {label}")
+    ax.set(xlabel="cortical distance (um)", ylabel=f"mean {label}", title=f"{label} vs distance")
+    ax.legend(frameon=False)
+
+
+def plot_sheet(ax: plt.Axes, weights: np.ndarray, positions_um: np.ndarray, neuron: int,
+               label: str = "attention") -> None:
+    """One neuron's row of the map drawn on the cortical sheet (x, y in um); the neuron is the star."""
+    pos = np.asarray(positions_um)
+    row = np.array(weights[neuron], dtype=np.float64)
+    row[neuron] = np.nan
+    shown = ax.scatter(pos[:, 0], pos[:, 1], c=row, s=8, cmap="viridis", vmax=np.nanpercentile(row, 99))
+    ax.scatter(pos[neuron, 0], pos[neuron, 1], marker="*", s=200, c="red", edgecolors="k")
+    ax.figure.colorbar(shown, ax=ax, label=f"{label} from neuron {neuron}", shrink=0.8)
+    ax.set(xlabel="x (um)", ylabel="y (um)", title=f"{label} of one neuron on the cortical sheet", aspect="equal")
+
+
+def summary_figure(weights: np.ndarray, positions_um: np.ndarray, curve: DistanceCurve,
+                   path: str | os.PathLike, label: str = "attention", neuron: int | None = None) -> Path:
+    """Save the three panels (map by position, distance curve, sheet plot of ``neuron``, default the
+    neuron closest to the centre of the field) as one PNG."""
+    pos = np.asarray(positions_um, dtype=np.float64)
+    if neuron is None:
+        neuron = int(np.argmin(np.linalg.norm(pos[:, :2] - pos[:, :2].mean(0), axis=1)))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    plot_map(axes[0], weights, pos, label)
+    plot_curve(axes[1], curve, label)
+    plot_sheet(axes[2], weights, pos, neuron, label)
+    return save_figure(fig, path)
+
+
+def _json_list(values: np.ndarray) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=np.float64)]
+
+
+def distance_summary(weights: np.ndarray, positions_um: np.ndarray, label: str, truth: np.ndarray | None = None,
+                     n_permutations: int = 1000, n_boot: int = 1000, seed: int = 0) -> tuple[dict, DistanceCurve]:
+    """The JSON entry for one map: ``spearman_rho``, ``p_value`` (permutation), ``p_value_asymptotic``,
+    ``distance_bins_um`` (bin centres), ``distance_bin_edges_um``, ``mean_<label>``, ``ci_low``, ``ci_high``,
+    ``pair_counts`` and, with ``truth`` (N, N), ``truth_correlation`` {rho, p_value, ...}."""
+    corr = distance_correlation(weights, positions_um, n_permutations=n_permutations, seed=seed)
+    curve = distance_curve(weights, positions_um, n_boot=n_boot, seed=seed)
+    entry = {
+        "spearman_rho": corr.rho, "p_value": corr.p_value, "p_value_asymptotic": corr.p_value_asymptotic,
+        "n_pairs": corr.n_pairs, "n_permutations": corr.n_permutations,
+        "distance_bins_um": _json_list(curve.centers_um), "distance_bin_edges_um": _json_list(curve.edges_um),
+        f"mean_{label}": _json_list(curve.mean), "ci_low": _json_list(curve.ci_low),
+        "ci_high": _json_list(curve.ci_high), "pair_counts": [int(c) for c in curve.counts],
+    }
+    if truth is not None:
+        entry["truth_correlation"] = asdict(truth_correlation(weights, truth, n_permutations, seed=seed))
+    return entry, curve
+
+
+def _write_zarr_atomic(ds: xr.Dataset, path: Path) -> None:
+    tmp = path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        with _quiet_zarr():
+            ds.to_zarr(str(tmp), mode="w", consolidated=True)
+        _replace_dir(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _update_json(path: Path, name: str, entry: dict) -> None:
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    summary[name] = entry
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(json.dumps(summary, indent=2, allow_nan=False))
+    os.replace(tmp, path)
+
+
+def write_interaction_outputs(out_dir: str | os.PathLike, name: str, unit_id: np.ndarray, positions_um: np.ndarray,
+                              attention: np.ndarray | None = None, attention_per_head: np.ndarray | None = None,
+                              pools: np.ndarray | None = None, truth: np.ndarray | None = None,
+                              truth_pools: np.ndarray | None = None, n_permutations: int = 1000,
+                              n_boot: int = 1000, seed: int = 0) -> dict:
+    """Write ``OUT/NAME.zarr``, the recording's entry in ``OUT/attention_vs_distance.json`` (merged with
+    other recordings already there) and figures ``OUT/NAME_attention.png`` / ``OUT/NAME_pools.png``.
+
+    All maps are in the order of ``unit_id`` (N,), both axes; positions_um (N, 3) um. attention (N, N),
+    averaged over heads and stimuli; attention_per_head (H, N, N); pools (N, N) normalisation pools;
+    truth / truth_pools (N, N) true coupling / pool strengths for the recovery test (optional).
+    Returns the JSON entry: the attention keys at top level, pool keys under ``pools_vs_distance``.
+    """
+    if attention is None and pools is None:
+        raise ValueError(f"{name}: nothing to write (no attention map and no pools)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pos = np.asarray(positions_um, dtype=np.float64)
+    unit_id = np.asarray(unit_id)
+    coords = {"unit_id": ("neuron", unit_id), "key_unit_id": ("neuron_key", unit_id),
+              **{axis: ("neuron", pos[:, d]) for d, axis in enumerate(("x_um", "y_um", "z_um"))}}
+    data: dict[str, tuple] = {}
+    entry: dict = {"n_neurons": len(unit_id)}
+    if attention is not None:
+        data["attention"] = (("neuron", "neuron_key"), np.asarray(attention, dtype=np.float32))
+        summary, curve = distance_summary(attention, pos, "attention", truth, n_permutations, n_boot, seed)
+        entry.update(summary)
+        summary_figure(attention, pos, curve, out / f"{name}_attention.png", "attention")
+    if attention_per_head is not None:
+        data["attention_per_head"] = (("head", "neuron", "neuron_key"),
+                                      np.asarray(attention_per_head, dtype=np.float32))
+    if pools is not None:
+        data["pools"] = (("neuron", "neuron_key"), np.asarray(pools, dtype=np.float32))
+        summary, curve = distance_summary(pools, pos, "pool", truth_pools, n_permutations, n_boot, seed)
+        entry["pools_vs_distance"] = summary
+        summary_figure(pools, pos, curve, out / f"{name}_pools.png", "pool")
+    attrs = {"recording": name, "description": "row i = how much neuron i attends to / is normalised by "
+                                               "neuron j; both axes in the order of unit_id"}
+    _write_zarr_atomic(xr.Dataset(data, coords=coords, attrs=attrs), out / f"{name}.zarr")
+    _update_json(out / SUMMARY_FILE, name, entry)
+    return entry
