@@ -23,7 +23,8 @@ def deep_merge(base: dict, update: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in update.items():
         old = out.get(key)
-        if isinstance(value, dict) and isinstance(old, dict) and value.get("name", old.get("name")) == old.get("name"):
+        if isinstance(value, dict) and isinstance(old, dict) and value.get("name", old.get("name")) == old.get(
+                "name"):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

@@ -27,7 +27,7 @@ import xarray as xr  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from neurofit.analysis.plots import save_figure  # noqa: E402
-from neurofit.data.store import _quiet_zarr, _replace_dir  # noqa: E402
+from neurofit.data.store import quiet_zarr, replace_dir  # noqa: E402
 from neurofit.models.interactions.attention import spatial_order  # noqa: E402
 
 SUMMARY_FILE = "attention_vs_distance.json"
@@ -236,9 +236,9 @@ def distance_summary(weights: np.ndarray, positions_um: np.ndarray, label: str, 
 def _write_zarr_atomic(ds: xr.Dataset, path: Path) -> None:
     tmp = path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
-        with _quiet_zarr():
+        with quiet_zarr():
             ds.to_zarr(str(tmp), mode="w", consolidated=True)
-        _replace_dir(tmp, path)
+        replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -10,7 +10,7 @@ import sys
 from neurofit.errors import NeurofitError
 
 #: Modules under neurofit.cli that register commands, in the order ``--help`` lists them.
-COMMAND_MODULES = ("simulate", "convert", "fit", "rnn")
+COMMAND_MODULES = ("simulate", "convert", "fit", "attention", "compare", "rnn")
 
 
 def build_parser() -> argparse.ArgumentParser:

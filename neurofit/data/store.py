@@ -87,7 +87,7 @@ class StoreWriter:
         if name not in self.names:
             self._write(name, block, None)
             return
-        with _quiet_zarr():
+        with quiet_zarr():
             block.to_zarr(str(self.tmp), group=name, mode="a", append_dim="trial", consolidated=False)
 
     def _write(self, name: str, ds: xr.Dataset, truth: xr.Dataset | None) -> None:
@@ -96,7 +96,7 @@ class StoreWriter:
         if "/" in name or name.startswith("."):
             raise DataError(f"{self.path}: invalid recording name {name!r}")
         chunks = trial_chunks(ds)
-        with _quiet_zarr():
+        with quiet_zarr():
             ds.to_zarr(str(self.tmp), group=name, mode="w", encoding=_encoding(ds, chunks), consolidated=False)
             if truth is not None:
                 tchunks = trial_chunks(truth) if "trial" in truth.dims else 1
@@ -115,11 +115,11 @@ class StoreWriter:
             raise DataError(f"{self.path}: no recordings were written")
         root = zarr.open_group(str(self.tmp), mode="a")
         root.attrs[STORE_MARKER] = {"format_version": "1", "recordings": self.names}
-        _replace_dir(self.tmp, self.path)
+        replace_dir(self.tmp, self.path)
 
 
 @contextlib.contextmanager
-def _quiet_zarr() -> Iterator[None]:
+def quiet_zarr() -> Iterator[None]:
     """Zarr v3 warns that fixed-width strings (our ``tier``/``unit_id`` coordinates) have no v3 spec yet;
     zarr-python reads them back exactly, which is what the lossless round-trip tests check."""
     with warnings.catch_warnings():
@@ -127,7 +127,7 @@ def _quiet_zarr() -> Iterator[None]:
         yield
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
+def replace_dir(src: Path, dst: Path) -> None:
     """Move a finished folder into place; an existing ``dst`` is swapped out, then removed."""
     trash = None
     if dst.exists():

@@ -68,7 +68,8 @@ class Encoder(nn.Module):
         readout_name = readout_cfg.pop("name")
         output = model_cfg.get("output", "elu1")
         if output not in OUTPUTS:
-            raise ConfigError(f"model.output: unknown output nonlinearity {output!r} (choose from {sorted(OUTPUTS)})")
+            raise ConfigError(f"model.output: unknown output nonlinearity {output!r} "
+                              f"(choose from {sorted(OUTPUTS)})")
         self.output_name = output
         self.readouts = nn.ModuleDict()
         self.modulators = nn.ModuleDict()
@@ -150,7 +151,7 @@ class Encoder(nn.Module):
                 pupil_center: torch.Tensor | None = None) -> torch.Tensor:
         out, gain = self.readout(recording, stimulus, behavior, pupil_center)
         drive = out.drive
-        layers = self.interactions[recording] if recording in self.interactions else None
+        layers = self.interactions[recording] if recording in self.interactions else None  # noqa: SIM401 (ModuleDict has no .get)
         embedding = self.readouts[recording].embedding
         if layers is not None:
             drive = layers.before_output(drive, out.features, embedding)

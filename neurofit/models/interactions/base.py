@@ -71,7 +71,7 @@ class InteractionStack(nn.Module):
                 raise ValueError(f"{type(stage).__name__}.acts_on must be one of {ACTS_ON}")
         self.stages = nn.ModuleList(stages)
 
-    def _apply(self, where: str, x: torch.Tensor, features: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+    def _run_stages(self, where: str, x: torch.Tensor, features: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         for stage in self.stages:
             if stage.acts_on == where:
                 x = stage(x, features, embedding)
@@ -79,11 +79,11 @@ class InteractionStack(nn.Module):
 
     def before_output(self, drive: torch.Tensor, features: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """Drive (B, [T,] N) -> drive after the drive-acting layers."""
-        return self._apply("drive", drive, features, embedding)
+        return self._run_stages("drive", drive, features, embedding)
 
     def after_output(self, rate: torch.Tensor, features: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """Rate (B, [T,] N) >= 0 -> rate after the rate-acting layers."""
-        return self._apply("rate", rate, features, embedding)
+        return self._run_stages("rate", rate, features, embedding)
 
     def find(self, kind: type[Interaction]) -> Interaction | None:
         """The first stage of class ``kind`` (for analysis: attention maps, pools), or None."""

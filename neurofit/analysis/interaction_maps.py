@@ -1,0 +1,81 @@
+"""Extract a fitted run's learned interaction structure: attention maps averaged over held-out stimuli and
+heads, and divisive-normalisation pools, with the simulator's true coupling and pools where they exist."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from neurofit.data.datamodule import load_arrays, tier_trials
+from neurofit.data.store import open_truth
+from neurofit.errors import DataError
+from neurofit.models.interactions.attention import NeuronAttention
+from neurofit.models.interactions.normalization import DivisiveNormalization
+from neurofit.run import Run
+
+
+@dataclass
+class InteractionMaps:
+    """One recording's maps, both axes in unit_id order. attention (N, N) and attention_per_head (H, N, N):
+    row i = how much neuron i attends to neuron j, averaged over stimuli; pools (N, N): how strongly neuron j
+    normalises neuron i. truth_coupling / truth_pools: the simulator's ground truth, (N, N), or None."""
+
+    unit_id: np.ndarray
+    positions_um: np.ndarray
+    attention: np.ndarray | None
+    attention_per_head: np.ndarray | None
+    pools: np.ndarray | None
+    truth_coupling: np.ndarray | None
+    truth_pools: np.ndarray | None
+
+
+@torch.no_grad()
+def extract_maps(run: Run, data: str | os.PathLike, recording: str, tier: str = "test",
+                 max_trials: int = 256, batch_size: int = 32) -> InteractionMaps:
+    """Average attention maps over up to ``max_trials`` trials of ``tier`` (raw inputs through the run's
+    normalisation and core), and read the learned pools."""
+    encoder = run.encoder
+    if encoder is None or recording not in encoder.interactions:
+        raise DataError(f"{run.path}: recording {recording!r} has no interaction layers (fit a config with "
+                        "model.interactions, e.g. configs/attention.yaml)")
+    stack = encoder.interactions[recording]
+    attention_layer = stack.find(NeuronAttention)
+    norm_layer = stack.find(DivisiveNormalization)
+    embedding = encoder.readouts[recording].embedding
+    per_head = None
+    if attention_layer is not None:
+        arrays = load_arrays(data, recording, in_memory=False)
+        trials = tier_trials(arrays, tier)[:max_trials]
+        if not len(trials):
+            raise DataError(f"{data}: recording {recording!r} has no {tier!r} trials to average attention over")
+        total, count = None, 0
+        for start in range(0, len(trials), batch_size):
+            batch = arrays.read(trials[start:start + batch_size])
+            tensors = {k: torch.as_tensor(v) for k, v in batch.items()
+                       if k in ("stimulus", "behavior", "pupil_center")}
+            out, _ = encoder.readout(recording, tensors["stimulus"], tensors.get("behavior"),
+                                     tensors.get("pupil_center"))
+            maps = attention_layer.attention_map(out.drive, out.features, embedding, heads=True)
+            n = len(trials[start:start + batch_size])
+            total = maps * n if total is None else total + maps * n
+            count += n
+        per_head = (total / count).numpy()
+    pools = None if norm_layer is None else norm_layer.pool_matrix(embedding).numpy()
+    truth = open_truth(data, recording)
+    spec = run.specs[recording]
+    return InteractionMaps(
+        unit_id=np.asarray(spec.unit_id),
+        positions_um=np.asarray(spec.coords_um, dtype=np.float64).reshape(-1, 3),
+        attention=None if per_head is None else per_head.mean(axis=0),
+        attention_per_head=per_head,
+        pools=pools,
+        truth_coupling=_truth_matrix(truth, "coupling"),
+        truth_pools=_truth_matrix(truth, "norm_pool"),
+    )
+
+
+def _truth_matrix(truth, key: str) -> np.ndarray | None:
+    return None if truth is None or key not in truth else np.asarray(truth[key].values)
