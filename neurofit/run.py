@@ -41,9 +41,9 @@ class Run:
         device = next(self.encoder.parameters()).device
         outs = []
         for i in range(0, len(stimulus), batch_size):
-            def part(x):
-                return None if x is None else torch.as_tensor(np.asarray(x[i:i + batch_size]), device=device)
-            outs.append(self.encoder.predict(recording, part(stimulus), part(behavior), part(pupil_center)).cpu())
+            part = [None if x is None else torch.as_tensor(np.asarray(x[i:i + batch_size]), device=device)
+                    for x in (stimulus, behavior, pupil_center)]
+            outs.append(self.encoder.predict(recording, *part).cpu())
         return torch.cat(outs).numpy()
 
 

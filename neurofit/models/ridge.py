@@ -39,7 +39,8 @@ class RidgePredictor:
         mean, std = float(stimulus.mean()), float(stimulus.std() + 1e-6)
         model = RidgeCV(alphas=self.alphas, alpha_per_target=True)
         model.fit(self._features(stimulus, mean, std), np.asarray(responses, dtype=np.float64))
-        self.params[name] = {"coef": model.coef_.astype(np.float32), "intercept": model.intercept_.astype(np.float32),
+        self.params[name] = {"coef": model.coef_.astype(np.float32),
+                             "intercept": model.intercept_.astype(np.float32),
                              "alpha": np.asarray(model.alpha_), "stim": np.array([mean, std])}
 
     def predict(self, recording: str, stimulus: np.ndarray, behavior: np.ndarray | None = None,

@@ -71,7 +71,8 @@ class InteractionStack(nn.Module):
                 raise ValueError(f"{type(stage).__name__}.acts_on must be one of {ACTS_ON}")
         self.stages = nn.ModuleList(stages)
 
-    def _run_stages(self, where: str, x: torch.Tensor, features: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+    def _run_stages(self, where: str, x: torch.Tensor, features: torch.Tensor,
+                    embedding: torch.Tensor) -> torch.Tensor:
         for stage in self.stages:
             if stage.acts_on == where:
                 x = stage(x, features, embedding)
