@@ -45,7 +45,8 @@ PEAK_TFLOPS = {"NVIDIA H100": {"bf16": 989.0, "32": 67.0}, "NVIDIA H200": {"bf16
 def fake_spec(name: str, n: int, rng: np.random.Generator) -> RecordingSpec:
     """A RecordingSpec with SENSORIUM-like sizes and unit statistics."""
     stats = {"stimulus_mean": 0.0, "stimulus_std": 1.0, "response_std": [1.0] * n,
-             "response_mean": [1.0] * n, "behavior_mean": [0.0] * 3, "behavior_std": [1.0] * 3, "pupil_mean": [0.0] * 2, "pupil_std": [1.0] * 2}
+             "response_mean": [1.0] * n, "behavior_mean": [0.0] * 3, "behavior_std": [1.0] * 3,
+             "pupil_mean": [0.0] * 2, "pupil_std": [1.0] * 2}
     return RecordingSpec(name, n, list(range(n)), rng.uniform(0, 600, (n, 3)).tolist(), (36, 64), False,
                          ["pupil_dilation", "pupil_dilation_derivative", "running_speed"], True, None, stats)
 

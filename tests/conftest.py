@@ -26,7 +26,8 @@ def tiny_recording(name: str = "m0", n_neurons: int = 12, n_train: int = 40, n_v
     lead = shape[:-2]
     ds = make_recording(
         stim, resp, name=name, source="test", unit_id=np.arange(n_neurons) + 100,
-        x_um=rng.uniform(0, 500, n_neurons), y_um=rng.uniform(0, 500, n_neurons), z_um=rng.uniform(100, 300, n_neurons),
+        x_um=rng.uniform(0, 500, n_neurons), y_um=rng.uniform(0, 500, n_neurons),
+        z_um=rng.uniform(100, 300, n_neurons),
         tier=tier, stimulus_id=sid, behavior=rng.random(lead + (3,)), pupil_center=rng.random(lead + (2,)),
         frame_rate_hz=30.0 if video_frames else None)
     truth = xr.Dataset({"rates": (ds["responses"].dims, rates.astype(np.float32))})
