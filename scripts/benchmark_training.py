@@ -106,13 +106,12 @@ def run(args: argparse.Namespace) -> dict:
     beh, pupil = torch.randn(b, 3, device=device), torch.randn(b, 2, device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
+    def forward(name: str) -> torch.Tensor:
+        return step_model(name, stim) if args.neuralpredictors else step_model(name, stim, beh, pupil)
+
     def step(name: str) -> None:
         with autocast:
-            if args.neuralpredictors:
-                rate = step_model(name, stim)
-            else:
-                rate = step_model(name, stim, beh, pupil)
-            loss = poisson_loss(rate.float(), resp)
+            loss = poisson_loss(forward(name).float(), resp)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -123,10 +122,7 @@ def run(args: argparse.Namespace) -> dict:
     # Forward FLOPs are counted exactly; the step is taken as 3x forward (backward = 2x forward), because
     # torch's FlopCounterMode counts the backward of grouped (depthwise) convolutions as if they were dense.
     with FlopCounterMode(display=False) as counter, torch.no_grad(), autocast:
-        if args.neuralpredictors:
-            step_model(names[0], stim)
-        else:
-            step_model(names[0], stim, beh, pupil)
+        forward(names[0])
     flops = 3 * counter.get_total_flops()
     if device.type == "cuda":
         torch.cuda.synchronize()
