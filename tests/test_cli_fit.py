@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 import pytest
 
 from neurofit.cli import main
@@ -89,3 +90,36 @@ def test_bad_input_gives_one_clear_line(tmp_path, case, message):
     if case != "missing":
         assert str(store) in err[0] or "model.core" in err[0]
     assert not (out / "checkpoints").exists()
+
+
+def test_embeddings_are_addressable_by_unit_id(tiny_store, tmp_path):
+    from neurofit.errors import ConfigError
+    from neurofit.run import load_run
+
+    run = tmp_path / "run"
+    assert _fit(tiny_store, run, epochs=1) == 0
+    encoder = load_run(run).encoder
+    all_m1 = encoder.embedding("m1")
+    picked = encoder.embedding("m1", [105, 100])
+    assert all_m1.shape == (9, 4)
+    assert torch.equal(picked[0], all_m1[5]) and torch.equal(picked[1], all_m1[0])
+    with pytest.raises(ConfigError, match="no unit_id"):
+        encoder.embedding("m1", [999])
+
+
+def test_mismatched_neuron_coordinates_are_reported(tmp_path):
+    import zarr
+
+    ds, _ = tiny_recording()
+    store = write_store(tmp_path / "bad.zarr", {"m0": ds})
+    group = zarr.open_group(str(store))["m0"]
+    x = group["x_um"][...]
+    bad = group.create_array("x_um", shape=(len(x) - 2,), dtype=x.dtype, dimension_names=["neuron"],
+                             overwrite=True)
+    bad[...] = x[:-2]
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "neurofit", "fit", "--data", str(store), "--config",
+                           "configs/default.yaml", "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "bad.zarr" in err[0] and "m0" in err[0], proc.stderr

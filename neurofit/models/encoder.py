@@ -106,6 +106,18 @@ class Encoder(nn.Module):
         if spec.has_pupil:
             self.register_buffer(f"pupil_{spec.name}", torch.tensor([st["pupil_mean"], st["pupil_std"]]))
 
+    def embedding(self, recording: str, unit_ids: list | None = None) -> torch.Tensor:
+        """Learned neuron embeddings (K, C) of ``recording`` for the given ``unit_id`` values, in that order
+        (all neurons, in recording order, when None)."""
+        weights = self.readouts[recording].embedding
+        if unit_ids is None:
+            return weights
+        index = {uid: i for i, uid in enumerate(self.specs[recording].unit_id)}
+        missing = [u for u in unit_ids if u not in index]
+        if missing:
+            raise ConfigError(f"recording {recording!r} has no unit_id(s) {missing[:5]}")
+        return weights[torch.as_tensor([index[u] for u in unit_ids], device=weights.device)]
+
     def response_std(self, recording: str) -> torch.Tensor:
         """Training-tier std per neuron (N,), the unit of the normalised responses."""
         return getattr(self, f"resp_std_{recording}")
