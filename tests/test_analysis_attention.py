@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 
 from neurofit.analysis.attention import (
@@ -18,16 +17,6 @@ from neurofit.analysis.attention import (
 )
 
 N = 120
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are small: on the shared 2-core machine a second intra-op thread only adds
-    synchronisation stalls (measured 250x slower under load), so run single-threaded and restore after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

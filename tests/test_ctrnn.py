@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from fixtures_threads import single_thread  # noqa: F401  (autouse)
 
 from neurofit.errors import ConfigError
 from neurofit.models import constraints

@@ -24,16 +24,6 @@ from neurofit.models.interactions.attention import spatial_order
 N, C, D, B = 200, 8, 6, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are small: on the shared 2-core machine a second intra-op thread only adds
-    synchronisation stalls (measured 250x slower under load), so run single-threaded and restore after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def inputs() -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)

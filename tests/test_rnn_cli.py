@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from fixtures_threads import single_thread  # noqa: F401  (autouse)
 
 from neurofit.cli import main
 from neurofit.data.simulate.regions import simulate_regions

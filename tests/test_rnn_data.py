@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fixtures_threads import single_thread  # noqa: F401  (autouse)
 
 from neurofit.data import open_truth
 from neurofit.data.simulate.regions import regions_recording, simulate_regions, simulate_regions_store

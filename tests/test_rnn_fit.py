@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from fixtures_threads import single_thread  # noqa: F401  (autouse)
 
 from neurofit.data.simulate.regions import simulate_regions
 from neurofit.rnn.config import load_config
