@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from neurofit.cli import main
 from neurofit.data import write_store
@@ -123,3 +123,13 @@ def test_mismatched_neuron_coordinates_are_reported(tmp_path):
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and "bad.zarr" in err[0] and "m0" in err[0], proc.stderr
+
+
+def test_wandb_logger_runs_offline(tiny_store, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tmp_path / "run"
+    assert _fit(tiny_store, run, "--logger", "wandb", epochs=1) == 0
+    offline = list((run / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and any(offline[0].rglob("*.wandb"))
+    assert (run / "logs" / "metrics.csv").exists()  # CSV is always written too
