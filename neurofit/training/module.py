@@ -10,7 +10,9 @@ import numpy as np
 import torch
 
 from neurofit.data.spec import RecordingSpec
+from neurofit.errors import ConfigError
 from neurofit.metrics import correlation
+from neurofit.models.cores.video import VideoCore
 from neurofit.models.encoder import Encoder
 from neurofit.training.losses import poisson_loss
 
@@ -29,6 +31,11 @@ def batch_mask(batch: dict, skip_frames: int) -> torch.Tensor | None:
     return mask
 
 
+def time_slice(batch: dict, frames: slice) -> dict:
+    """The batch restricted to ``frames``: every tensor is sliced on its time axis (dim 1)."""
+    return {k: v[:, frames] if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 class EncoderModule(L.LightningModule):
     """Trains ``Encoder(config['model'], specs)``.
 
@@ -37,6 +44,12 @@ class EncoderModule(L.LightningModule):
         specs: RecordingSpec dicts of the training recordings (saved in the checkpoint's hyperparameters,
             so ``load_from_checkpoint`` rebuilds the model without the data).
     Logs ``train/loss`` and ``val/correlation`` (mean single-trial r over neurons, then recordings).
+
+    With ``training.tbptt_frames`` (video cores only) training uses truncated backpropagation through time:
+    each batch is cut into chunks of that many frames, the core carries its state from chunk to chunk, and
+    every chunk gets its own backward pass and optimiser step with the state detached after it (Lightning
+    2.x's manual-optimisation pattern). Chunks made only of burn-in frames advance the state without
+    gradients. Validation runs whole trials.
     """
 
     def __init__(self, config: dict, specs: list[dict[str, Any]]) -> None:
@@ -46,21 +59,60 @@ class EncoderModule(L.LightningModule):
         self.train_cfg = config.get("training", {})
         self.encoder = Encoder(config["model"], [RecordingSpec.from_dict(s) for s in specs])
         self.skip_frames = int(self.train_cfg.get("skip_frames", 0))
+        self.tbptt_frames = int(self.train_cfg.get("tbptt_frames") or 0)
+        if self.tbptt_frames:
+            self._check_tbptt()
+            self.automatic_optimization = False
         self._val: dict[str, list] = defaultdict(list)
 
-    def forward(self, batch: dict) -> torch.Tensor:
-        return self.encoder(batch["recording"], batch["stimulus"], batch.get("behavior"), batch.get("pupil_center"))
+    def _check_tbptt(self) -> None:
+        if not isinstance(self.encoder.core, VideoCore):
+            raise ConfigError("training.tbptt_frames needs a video core (gru, ctrnn, conv3d), not "
+                              f"{self.config['model']['core'].get('name')!r}")
+        # Lightning applies Trainer-level clipping only under automatic optimisation.
+        if self.train_cfg.get("gradient_clip_val"):
+            raise ConfigError("training.gradient_clip_val cannot be combined with training.tbptt_frames")
 
-    def _loss(self, batch: dict) -> torch.Tensor:
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.encoder(batch["recording"], batch["stimulus"], batch.get("behavior"),
+                            batch.get("pupil_center"))
+
+    def _loss(self, batch: dict, mask: torch.Tensor | None) -> torch.Tensor:
         rate = self(batch)
         target = batch["responses"] / self.encoder.response_std(batch["recording"])
-        return poisson_loss(rate, target, batch_mask(batch, self.skip_frames))
+        return poisson_loss(rate, target, mask)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self._loss(batch)
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        if self.tbptt_frames:
+            return self._tbptt_step(batch)
+        loss = self._loss(batch, batch_mask(batch, self.skip_frames))
         reg = self.encoder.regularizer(self.train_cfg.get("regularization", {}))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["responses"]))
         return loss + reg
+
+    def _tbptt_step(self, batch: dict) -> None:
+        """Truncated BPTT over one batch of videos: one optimiser step per chunk of ``tbptt_frames``."""
+        opt = self.optimizers()
+        core = self.encoder.core
+        mask = batch_mask(batch, self.skip_frames)
+        losses = []
+        with core.carry_state():
+            for start in range(0, batch["responses"].shape[1], self.tbptt_frames):
+                frames = slice(start, start + self.tbptt_frames)
+                chunk = time_slice(batch, frames)
+                # Decided by frame index alone (not the data mask), so every DDP rank takes the same path.
+                if start + self.tbptt_frames <= self.skip_frames:
+                    with torch.no_grad():
+                        self(chunk)
+                    continue
+                loss = self._loss(chunk, None if mask is None else mask[:, frames])
+                opt.zero_grad()
+                self.manual_backward(loss + self.encoder.regularizer(self.train_cfg.get("regularization", {})))
+                opt.step()
+                core.detach_state()
+                losses.append(loss.detach())
+        if losses:
+            self.log("train/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=len(batch["responses"]))
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         rate = self(batch)
@@ -84,6 +136,9 @@ class EncoderModule(L.LightningModule):
         if per_rec:
             # Every rank scores the full validation set, so this value is identical across ranks.
             self.log("val/correlation", float(np.mean(per_rec)), prog_bar=True, sync_dist=False)
+            scheduler = None if self.automatic_optimization else self.lr_schedulers()
+            if scheduler is not None:  # Lightning steps schedulers only under automatic optimisation
+                scheduler.step(float(np.mean(per_rec)))
 
     def configure_optimizers(self) -> dict:
         cfg = self.train_cfg
@@ -92,4 +147,6 @@ class EncoderModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="max", factor=float(cfg.get("lr_decay_factor", 0.3)),
             patience=int(cfg.get("lr_patience", 3)), threshold=1e-3, min_lr=1e-5)
+        if not self.automatic_optimization:  # stepped in on_validation_epoch_end instead
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched}}
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/correlation"}}

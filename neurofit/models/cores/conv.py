@@ -9,6 +9,14 @@ from torch import nn
 _LAPLACE = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
 
 
+def laplace_penalty(weight: torch.Tensor) -> torch.Tensor:
+    """Smoothness penalty on filters (..., k, k): sum of squared Laplacian responses over every 2D slice,
+    normalised by the filters' squared norm, so it penalises roughness rather than filter size."""
+    k = _LAPLACE.to(weight)[None, None]
+    lap = F.conv2d(weight.reshape(-1, 1, *weight.shape[-2:]), k, padding=1)
+    return lap.pow(2).sum() / (weight.pow(2).sum() + 1e-8)
+
+
 class ConvCore(nn.Module):
     """Stacked 2D convolutions with batch norm and ELU (the SENSORIUM baseline core, "same" padding so
     feature maps keep the image size and readout positions map 1:1 to the screen).
@@ -52,10 +60,7 @@ class ConvCore(nn.Module):
     def regularizer(self) -> torch.Tensor:
         """Laplace smoothness penalty on the first-layer filters (sum of squared Laplacian responses,
         normalised by the filters' norm), which keeps first-layer filters smooth on limited data."""
-        w = self.layers[0][0].weight
-        k = _LAPLACE.to(w)[None, None]
-        lap = F.conv2d(w.reshape(-1, 1, *w.shape[-2:]), k, padding=1)
-        return lap.pow(2).sum() / (w.pow(2).sum() + 1e-8)
+        return laplace_penalty(self.layers[0][0].weight)
 
 
 class IdentityCore(nn.Module):

@@ -1,0 +1,106 @@
+"""Causal convolutional front ends for videos: stacks of (2+1)D or full 3D convolutions over (B, C, T, H, W).
+
+Time is causal: temporal kernels see the current and earlier frames only (left padding). The padding is a
+*context* of the last ``temporal_kernel - 1`` frames of each layer's input, carried as state, so a video cut
+into consecutive chunks gives the same output as the whole video (zeros before the first frame).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neurofit.models.cores.conv import laplace_penalty
+
+#: Per-layer temporal contexts, (B, C_layer, temporal_kernel - 1, H, W) each.
+StackState = tuple[torch.Tensor, ...]
+
+
+class CausalConvBlock(nn.Module):
+    """One causal block: convolution(s), batch norm, ELU. Spatial padding keeps H x W ("same").
+
+    Args:
+        in_channels, out_channels: feature channels in and out.
+        spatial_kernel: spatial kernel size (pixels).
+        temporal_kernel: temporal kernel size (frames); 1 = frame by frame.
+        factorized: (2+1)D, a spatial (1, k, k) convolution then a temporal (kt, 1, 1) one; otherwise one full
+            (kt, k, k) 3D convolution.
+    Input (B, in_channels, T, H, W); output (B, out_channels, T, H, W).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, spatial_kernel: int, temporal_kernel: int,
+                 factorized: bool = True) -> None:
+        super().__init__()
+        pad = (0, spatial_kernel // 2, spatial_kernel // 2)
+        if factorized:
+            self.spatial: nn.Module = nn.Conv3d(in_channels, out_channels, (1, spatial_kernel, spatial_kernel),
+                                                padding=pad, bias=False)
+            self.temporal = nn.Conv3d(out_channels, out_channels, (temporal_kernel, 1, 1), bias=False)
+        else:
+            self.spatial = nn.Identity()
+            self.temporal = nn.Conv3d(in_channels, out_channels, (temporal_kernel, spatial_kernel, spatial_kernel),
+                                      padding=pad, bias=False)
+        self.norm = nn.BatchNorm3d(out_channels)
+        self.context = temporal_kernel - 1
+
+    @property
+    def spatial_weight(self) -> torch.Tensor:
+        """The weights that filter the image plane, (..., k, k)."""
+        return self.temporal.weight if isinstance(self.spatial, nn.Identity) else self.spatial.weight
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run on a chunk of frames.
+
+        Args:
+            x: (B, C_in, T, H, W).
+            context: the temporal conv's input for the ``temporal_kernel - 1`` frames before this chunk,
+                (B, C, kt - 1, H, W); zeros (nothing before the video) when None.
+        Returns:
+            output (B, C_out, T, H, W) and the context for the next chunk.
+        """
+        x = self.spatial(x)
+        if context is None:
+            context = x.new_zeros(x.shape[0], x.shape[1], self.context, *x.shape[3:])
+        padded = torch.cat([context, x], dim=2)
+        next_context = padded[:, :, padded.shape[2] - self.context:]
+        return F.elu(self.norm(self.temporal(padded))), next_context
+
+
+class CausalConvStack(nn.Module):
+    """Stacked causal blocks: the (2+1)D front end of the recurrent cores, and with ``factorized=False`` the
+    feed-forward 3D-conv core.
+
+    Args:
+        in_channels: stimulus channels (1 for grey videos).
+        channels: feature channels per layer.
+        layers: number of blocks.
+        input_kernel: first-layer spatial kernel (pixels).
+        hidden_kernel: later-layer spatial kernel.
+        temporal_kernel: temporal kernel of every layer (frames); the stack sees
+            ``layers * (temporal_kernel - 1) + 1`` frames.
+        factorized: (2+1)D blocks (spatial then temporal) instead of full 3D convolutions.
+    Input (B, in_channels, T, H, W); output (B, channels, T, H, W).
+    """
+
+    def __init__(self, in_channels: int = 1, channels: int = 16, layers: int = 2, input_kernel: int = 9,
+                 hidden_kernel: int = 7, temporal_kernel: int = 5, factorized: bool = True) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            CausalConvBlock(in_channels if i == 0 else channels, channels,
+                            input_kernel if i == 0 else hidden_kernel, temporal_kernel, factorized)
+            for i in range(layers))
+        self.out_channels = channels
+
+    def forward(self, x: torch.Tensor, state: StackState | None = None) -> tuple[torch.Tensor, StackState]:
+        """(B, C_in, T, H, W) and the previous chunk's contexts (None at the start) -> (B, C, T, H, W) and
+        the contexts for the next chunk."""
+        contexts = []
+        for i, block in enumerate(self.blocks):
+            x, ctx = block(x, None if state is None else state[i])
+            contexts.append(ctx)
+        return x, tuple(contexts)
+
+    def regularizer(self) -> torch.Tensor:
+        """Laplace smoothness of the first layer's spatial filters (see ``laplace_penalty``)."""
+        return laplace_penalty(self.blocks[0].spatial_weight)
