@@ -147,7 +147,8 @@ def _fit_encoder(cfg: dict, dm: NeuralDataModule, specs: list[dict], out: Path, 
         # Each step trains one recording's readout; the others get no gradient on that step.
         strategy = "ddp_find_unused_parameters_true"
     trainer = L.Trainer(
-        max_epochs=int(tcfg.get("max_epochs", 50)), accelerator=accelerator, devices=devices,
+        max_epochs=int(tcfg.get("max_epochs", 50)), max_time=tcfg.get("max_time"),
+        val_check_interval=tcfg.get("val_check_interval", 1.0), accelerator=accelerator, devices=devices,
         num_nodes=num_nodes, strategy=strategy, precision=tcfg.get("precision", "32-true"),
         logger=_loggers(out, logger, cfg), callbacks=callbacks, default_root_dir=str(out),
         gradient_clip_val=tcfg.get("gradient_clip_val"), deterministic=bool(tcfg.get("deterministic", False)),

@@ -29,11 +29,13 @@ class ConvCore(nn.Module):
         hidden_kernel: later-layer kernel size.
         depthwise: later layers as depthwise-separable convolutions (fewer parameters, same receptive field).
         skip: concatenate the outputs of the last ``skip`` layers as features (0 = last layer only).
-    Input (B, in_channels, H, W); output (B, out_channels, H, W).
+        input_stride: stride of the first layer; 2 halves the feature maps' resolution, which cuts the cost
+            of every later layer 4x (readout positions are in screen units, so readouts are unaffected).
+    Input (B, in_channels, H, W); output (B, out_channels, H / input_stride, W / input_stride).
     """
 
     def __init__(self, in_channels: int = 1, channels: int = 32, layers: int = 3, input_kernel: int = 9,
-                 hidden_kernel: int = 7, depthwise: bool = True, skip: int = 0) -> None:
+                 hidden_kernel: int = 7, depthwise: bool = True, skip: int = 0, input_stride: int = 1) -> None:
         super().__init__()
         self.layers = nn.ModuleList()
         for i in range(layers):
@@ -45,7 +47,8 @@ class ConvCore(nn.Module):
                     nn.Conv2d(c_in, channels, 1, bias=False),
                 )
             else:
-                conv = nn.Conv2d(c_in, channels, k, padding=k // 2, bias=False)
+                stride = input_stride if i == 0 else 1
+                conv = nn.Conv2d(c_in, channels, k, padding=k // 2, bias=False, stride=stride)
             self.layers.append(nn.Sequential(conv, nn.BatchNorm2d(channels), nn.ELU()))
         self.skip = skip
         self.out_channels = channels * max(1, skip)
