@@ -139,8 +139,12 @@ def _fit_encoder(cfg: dict, dm: NeuralDataModule, specs: list[dict], out: Path, 
     tcfg = cfg["training"]
     module = EncoderModule(cfg, specs)
     checkpoint = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor="val/correlation",
-                                 mode="max", save_last=True, save_top_k=1, enable_version_counter=False)
-    callbacks = [checkpoint, LearningRateMonitor(logging_interval="epoch"),
+                                 mode="max", save_top_k=1, enable_version_counter=False)
+    # "last" has its own callback without a monitor: with save_last on a monitored callback, Lightning only
+    # rewrites last.ckpt when the monitored value improves, and --resume would restart from a stale epoch.
+    last = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="last", save_top_k=1,
+                           enable_version_counter=False)
+    callbacks = [checkpoint, last, LearningRateMonitor(logging_interval="epoch"),
                  EarlyStopping(monitor="val/correlation", mode="max", patience=int(tcfg.get("patience", 5)),
                                min_delta=float(tcfg.get("min_delta", 1e-4)))]
     if strategy == "ddp" and len(specs) > 1:
