@@ -133,3 +133,15 @@ def test_wandb_logger_runs_offline(tiny_store, tmp_path, monkeypatch):
     offline = list((run / "wandb").glob("offline-run-*"))
     assert len(offline) == 1 and any(offline[0].rglob("*.wandb"))
     assert (run / "logs" / "metrics.csv").exists()  # CSV is always written too
+
+
+def test_cosine_schedule_decays_over_the_epoch_budget(tiny_store, tmp_path):
+    import csv
+
+    run = tmp_path / "run"
+    assert _fit(tiny_store, run, "--set", "training.scheduler=cosine", "--set", "training.lr=0.004",
+                epochs=3) == 0
+    with open(run / "logs" / "metrics.csv") as fh:
+        lrs = [float(r["lr-AdamW"]) for r in csv.DictReader(fh) if r.get("lr-AdamW")]
+    assert lrs[0] == pytest.approx(0.004) and lrs[0] > lrs[1] > lrs[2]
+    assert _fit(tiny_store, tmp_path / "bad", "--set", "training.scheduler=sometimes") == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -141,9 +142,31 @@ class EncoderModule(L.LightningModule):
                 scheduler.step(float(np.mean(per_rec)))
 
     def configure_optimizers(self) -> dict:
+        """AdamW with ``training.scheduler``: "plateau" (decay by ``lr_decay_factor`` when the validation
+        correlation stalls for ``lr_patience`` validations) or "cosine" (linear warm-up over
+        ``warmup_epochs``, then cosine decay to 1% of ``lr`` at the last step of ``max_epochs``; what a fixed
+        epoch budget wants)."""
         cfg = self.train_cfg
         opt = torch.optim.AdamW(self.parameters(), lr=float(cfg.get("lr", 5e-3)),
                                 weight_decay=float(cfg.get("weight_decay", 0.0)))
+        kind = cfg.get("scheduler", "plateau")
+        if kind == "cosine":
+            if not self.automatic_optimization:
+                raise ConfigError("training.scheduler: cosine is stepped per batch and needs automatic "
+                                  "optimisation; use plateau with training.tbptt_frames")
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+            warmup = int(float(cfg.get("warmup_epochs", 0)) * total / max(1, self.trainer.max_epochs))
+
+            def factor(step: int) -> float:
+                if step < warmup:
+                    return (step + 1) / warmup
+                progress = min(1.0, (step - warmup) / max(1, total - warmup))
+                return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if kind != "plateau":
+            raise ConfigError(f"training.scheduler: unknown {kind!r} (choose plateau or cosine)")
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="max", factor=float(cfg.get("lr_decay_factor", 0.3)),
             patience=int(cfg.get("lr_patience", 3)), threshold=1e-3, min_lr=1e-5)
