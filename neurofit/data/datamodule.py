@@ -23,7 +23,7 @@ import torch
 import zarr
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from neurofit.data.recording import TEST_TIERS
+from neurofit.data.recording import TEST_TIERS, VALIDATION_TIERS
 from neurofit.data.spec import RecordingSpec, spec_from_recording
 from neurofit.data.store import list_recordings, open_recording
 from neurofit.errors import ConfigError, DataError
@@ -207,8 +207,9 @@ class NeuralDataModule(L.LightningDataModule):
             train = arrays.trials("train")
             if not len(train):
                 raise DataError(f"{self.path}: recording {name!r} has no 'train' trials with responses")
-            if not len(arrays.trials("validation")):
-                raise DataError(f"{self.path}: recording {name!r} has no 'validation' trials with responses")
+            if not len(validation_trials(arrays)):
+                raise DataError(f"{self.path}: recording {name!r} has no trials with responses in any of the "
+                                f"validation tiers {list(VALIDATION_TIERS)}")
             self.recordings[name] = arrays
             self.specs.append(spec_from_recording(ds, name, train))
         return self.specs
@@ -236,9 +237,18 @@ class NeuralDataModule(L.LightningDataModule):
         # Every rank scores the full validation set: it is small, and the early-stopping correlation must be
         # the same number on all ranks.
         keys = [(n, b) for n, r in self.recordings.items()
-                for b in sequential_batches(r.trials("validation"), self.batch_size)]
+                for b in sequential_batches(validation_trials(r), self.batch_size)]
         return DataLoader(BatchDataset(self.recordings), sampler=keys, batch_size=None,
                           num_workers=self.num_workers)
+
+
+def validation_trials(arrays: RecordingArrays) -> np.ndarray:
+    """Trials of the first validation tier present ("validation", else SENSORIUM 2023's "oracle")."""
+    for tier in VALIDATION_TIERS:
+        trials = arrays.trials(tier)
+        if len(trials):
+            return trials
+    return np.array([], dtype=int)
 
 
 def tier_trials(arrays: RecordingArrays, tier: str) -> np.ndarray:

@@ -43,8 +43,11 @@ TIERS = (
     "none",
 )
 #: Tiers whose trials are held out for testing (``neurofit evaluate --tier test`` uses the first).
-TEST_TIERS = ("test", "oracle", "live_test_main", "live_test_bonus", "final_test", "final_test_main",
-              "final_test_bonus")
+TEST_TIERS = ("test", "live_test_main", "live_test_bonus", "final_test", "final_test_main", "final_test_bonus",
+              "oracle")
+#: Tiers used for validation (early stopping), first present wins: SENSORIUM 2023 has no "validation"
+#: tier and its baseline validates on the repeated "oracle" videos.
+VALIDATION_TIERS = ("validation", "oracle")
 NEURON_COORDS = ("unit_id", "x_um", "y_um", "z_um")
 TRIAL_COORDS = ("tier", "stimulus_id")
 SENSORIUM_BEHAVIOR_CHANNELS = ("pupil_dilation", "pupil_dilation_derivative", "running_speed")
