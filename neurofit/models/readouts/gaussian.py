@@ -23,11 +23,14 @@ class GaussianReadout(nn.Module):
         position: "learned" or "cortical".
         init_sigma: initial std of the sampling position, grid units.
         hidden: hidden width of the position network.
+        affine_init: initial gain of the affine cortex -> screen term (z-scored coordinates to grid units);
+            0 starts from the network alone.
     Forward: features (B, C, H, W), shift (B, 2) or None (grid units) -> ReadoutOutput((B, N), (B, N, C)).
     """
 
     def __init__(self, n_neurons: int, in_channels: int, coords_um: torch.Tensor | None = None,
-                 position: str = "cortical", init_sigma: float = 0.2, hidden: int = 32) -> None:
+                 position: str = "cortical", init_sigma: float = 0.2, hidden: int = 32,
+                 affine_init: float = 0.0) -> None:
         super().__init__()
         self.n_neurons = n_neurons
         self.position = position
@@ -36,8 +39,14 @@ class GaussianReadout(nn.Module):
                 raise ValueError("position='cortical' needs neuron coordinates")
             self.register_buffer("coords", normalized_coordinates(coords_um.float()))
             self.position_net = nn.Sequential(
-                nn.Linear(3, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(), nn.Linear(hidden, 2),
-                nn.Tanh())
+                nn.Linear(3, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(), nn.Linear(hidden, 2))
+            # Retinotopy is close to affine: an affine term, initialised to spread the neurons' positions over
+            # the screen as they are spread over cortex, starts every neuron at a distinct location (the MLP
+            # alone starts them all near the centre, which costs the first epochs).
+            self.affine = nn.Linear(3, 2)
+            with torch.no_grad():
+                self.affine.weight.copy_(torch.tensor([[affine_init, 0.0, 0.0], [0.0, affine_init, 0.0]]))
+                self.affine.bias.zero_()
         else:
             self.mu = nn.Parameter(torch.empty(n_neurons, 2).uniform_(-0.5, 0.5))
         self.log_sigma = nn.Parameter(torch.full((n_neurons, 2), float(torch.log(torch.tensor(init_sigma)))))
@@ -46,7 +55,9 @@ class GaussianReadout(nn.Module):
 
     def positions(self) -> torch.Tensor:
         """Mean readout positions (N, 2), grid units (x, y) in [-1, 1]."""
-        return self.position_net(self.coords) if self.position == "cortical" else self.mu.clamp(-1, 1)
+        if self.position == "cortical":
+            return torch.tanh(self.affine(self.coords) + self.position_net(self.coords))
+        return self.mu.clamp(-1, 1)
 
     def forward(self, x: torch.Tensor, shift: torch.Tensor | None = None) -> ReadoutOutput:
         b = x.shape[0]
