@@ -22,7 +22,7 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lstrip("."))
+    fig.savefig(tmp, dpi=120, format=path.suffix.lstrip("."))
     plt.close(fig)
     os.replace(tmp, path)
     return path
@@ -35,7 +35,7 @@ def evaluation_figure(predictions: dict[str, TierPrediction], scores: dict[str, 
     from neurofit.metrics import group_means
 
     n = len(predictions)
-    fig, axes = plt.subplots(n, 2, figsize=(10, 3.6 * n), squeeze=False)
+    fig, axes = plt.subplots(n, 2, figsize=(11, 4 * n), squeeze=False, constrained_layout=True)
     for row, (name, p) in enumerate(predictions.items()):
         s = scores[name]
         best = np.argsort(s.single_trial_correlation)[::-1][:3]
