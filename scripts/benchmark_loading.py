@@ -58,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=2000)
     parser.add_argument("--neurons", type=int, default=8000)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32, help="configs/base.yaml's data.batch_size")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batches", type=int, default=15)
     args = parser.parse_args()

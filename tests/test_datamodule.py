@@ -70,3 +70,25 @@ def test_datamodule_specs_and_errors(tiny_store):
     assert batch["stimulus"].shape[1:] == (8, 10) and batch["recording"] in ("m0", "m1")
     with pytest.raises(DataError, match="no recording"):
         NeuralDataModule(tiny_store, recordings=["zzz"])
+
+
+def test_chunk_cache_reads_each_chunk_once_per_window():
+    from neurofit.data.datamodule import ChunkCache
+
+    class CountingArray:
+        """An on-disk-like array that counts slice reads."""
+
+        def __init__(self, data, chunk):
+            self.data, self.chunks, self.shape, self.dtype, self.reads = data, (chunk, 1), data.shape, data.dtype, 0
+
+        def __getitem__(self, key):
+            self.reads += 1
+            return self.data[key]
+
+    data = np.arange(1024 * 3, dtype=np.float32).reshape(1024, 3)
+    arr = CountingArray(data, 64)
+    cache = ChunkCache(arr, capacity=4)
+    sched = epoch_schedule({"a": np.arange(1024)}, {"a": 64}, 32, seed=0, epoch=0, window=2)
+    for _, batch in sched:
+        np.testing.assert_array_equal(cache.read(batch), data[batch])
+    assert arr.reads == 1024 // 64  # every chunk decoded exactly once in the epoch

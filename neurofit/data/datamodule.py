@@ -13,6 +13,7 @@ chunks rather than one chunk per trial.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,41 +33,74 @@ ARRAY_VARS = ("stimulus", "responses", "behavior", "pupil_center", "response_mas
 SAMPLING = ("proportional", "balanced")
 
 
+class ChunkCache:
+    """Decoded trial chunks of one on-disk array, least recently used evicted first.
+
+    Training batches are cut from shuffled windows of whole chunks (``epoch_schedule``), so consecutive
+    batches share chunks: keeping the window's chunks decoded means every chunk is read and decompressed
+    once per epoch instead of once per batch that touches it."""
+
+    def __init__(self, array, capacity: int) -> None:
+        self.array, self.capacity = array, capacity
+        self.chunk = int(array.chunks[0])
+        self.blocks: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def block(self, index: int) -> np.ndarray:
+        """Chunk ``index`` (chunk rows of the array, the last one may be shorter)."""
+        if index in self.blocks:
+            self.blocks.move_to_end(index)
+            return self.blocks[index]
+        block = self.array[index * self.chunk:(index + 1) * self.chunk]
+        self.blocks[index] = block
+        if len(self.blocks) > self.capacity:
+            self.blocks.popitem(last=False)
+        return block
+
+    def read(self, trials: np.ndarray) -> np.ndarray:
+        """Rows ``trials`` (any order) -> (len(trials), ...)."""
+        out = np.empty((len(trials),) + tuple(self.array.shape[1:]), dtype=self.array.dtype)
+        chunk_ids = trials // self.chunk
+        for index in np.unique(chunk_ids):
+            rows = chunk_ids == index
+            out[rows] = self.block(int(index))[trials[rows] - index * self.chunk]
+        return out
+
+
 @dataclass
 class RecordingArrays:
-    """The arrays of one recording, in memory (numpy) or on disk (zarr), read by sorted trial indices."""
+    """The arrays of one recording, in memory (numpy) or on disk (zarr behind a chunk cache), read by trial
+    indices."""
 
     name: str
-    arrays: dict[str, object]
+    arrays: dict[str, np.ndarray | ChunkCache]
     chunk: int
     tiers: np.ndarray
     has_responses: np.ndarray  # (trial,) bool: any recorded response
 
     def read(self, trials: np.ndarray) -> dict[str, np.ndarray]:
         """Arrays for the given trials (any order), each (len(trials), ...)."""
-        order = np.argsort(trials, kind="stable")
-        sorted_trials = trials[order]
-        out = {}
-        for key, arr in self.arrays.items():
-            block = arr[sorted_trials] if isinstance(arr, np.ndarray) else arr.oindex[sorted_trials]
-            out[key] = block[np.argsort(order, kind="stable")]
-        return out
+        trials = np.asarray(trials)
+        return {key: arr[trials] if isinstance(arr, np.ndarray) else arr.read(trials)
+                for key, arr in self.arrays.items()}
 
     def trials(self, tier: str) -> np.ndarray:
         """Indices of trials in ``tier`` that have recorded responses."""
         return np.flatnonzero((self.tiers == tier) & self.has_responses)
 
 
-def load_arrays(path: str | os.PathLike, name: str, in_memory: bool) -> RecordingArrays:
-    """Open one recording for loading. ``in_memory`` reads every array now; otherwise reads stay lazy."""
+def load_arrays(path: str | os.PathLike, name: str, in_memory: bool, cache_chunks: int = 16) -> RecordingArrays:
+    """Open one recording for loading. ``in_memory`` reads every array now; otherwise reads stay lazy,
+    with up to ``cache_chunks`` decoded chunks kept per array (at least one shuffle window)."""
     group = zarr.open_group(str(path), mode="r")[name]
     arrays = {key: group[key] for key in ARRAY_VARS if key in group}
     chunk = int(arrays["responses"].chunks[0])
     if in_memory:
         arrays = {key: arr[...] for key, arr in arrays.items()}
+    else:
+        arrays = {key: ChunkCache(arr, cache_chunks) for key, arr in arrays.items()}
     tiers = np.asarray(group["tier"][...]).astype(str)
-    if "response_mask" in arrays:
-        mask = np.asarray(arrays["response_mask"][...])
+    if "response_mask" in group:
+        mask = np.asarray(group["response_mask"][...])
         has = mask.reshape(len(tiers), -1).any(axis=1)
     else:
         has = np.ones(len(tiers), dtype=bool)
@@ -107,8 +141,15 @@ def epoch_schedule(trials: dict[str, np.ndarray], chunks: dict[str, int], batch_
     if sampling == "balanced" and per_rec:
         most = max(len(b) for b in per_rec.values())
         per_rec = {n: [b[i % len(b)] for i in range(most)] for n, b in per_rec.items()}
-    schedule = [(name, b) for name, batches in per_rec.items() for b in batches]
-    return [schedule[i] for i in rng.permutation(len(schedule))]
+    # Interleave recordings at random but keep each recording's batches in window order, so consecutive
+    # batches of a recording come from the same chunks (the chunk cache then reads each chunk once).
+    labels = rng.permutation(np.repeat(np.array(list(per_rec), dtype=object), [len(b) for b in per_rec.values()]))
+    position = dict.fromkeys(per_rec, 0)
+    schedule = []
+    for name in labels:
+        schedule.append((name, per_rec[name][position[name]]))
+        position[name] += 1
+    return schedule
 
 
 class ScheduleSampler(Sampler):
@@ -203,7 +244,7 @@ class NeuralDataModule(L.LightningDataModule):
             return self.specs
         for name in self.names:
             ds = open_recording(self.path, name, validate_values=True)
-            arrays = load_arrays(self.path, name, self.in_memory)
+            arrays = load_arrays(self.path, name, self.in_memory, cache_chunks=2 * self.shuffle_window)
             train = arrays.trials("train")
             if not len(train):
                 raise DataError(f"{self.path}: recording {name!r} has no 'train' trials with responses")
