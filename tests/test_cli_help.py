@@ -1,0 +1,17 @@
+"""Every command of the CLI prints --help (DESIGN.md section 3)."""
+
+import pytest
+
+from neurofit.cli import main
+
+COMMANDS = [[], ["simulate"], ["simulate", "v1"], ["simulate", "regions"], ["convert"], ["convert", "sensorium"],
+            ["convert", "nwb"], ["fit"], ["evaluate"], ["attention"], ["compare"], ["sweep"], ["rnn"],
+            ["rnn", "fit"], ["rnn", "currents"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "neurofit")
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: neurofit" in capsys.readouterr().out
