@@ -36,8 +36,9 @@ def is_launcher_rank() -> bool:
     return all(os.environ.get(var, "0") == "0" for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
-def _prepare_run_dir(out: Path, resume: bool) -> Path | None:
-    """Create the run dir; return the checkpoint to resume from (or None)."""
+def _check_run_dir(out: Path, resume: bool) -> Path | None:
+    """Refuse a used run dir (unless resuming); return the checkpoint to resume from (or None). Creates
+    nothing: the run dir appears only once config, data and model have been checked."""
     last = out / "checkpoints" / "last.ckpt"
     if not is_launcher_rank():
         return last if resume and last.exists() else None
@@ -48,7 +49,6 @@ def _prepare_run_dir(out: Path, resume: bool) -> Path | None:
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out}: run directory exists and is not empty (use --resume to continue it, or "
                         "choose another --out)")
-    out.mkdir(parents=True, exist_ok=True)
     return None
 
 
@@ -77,7 +77,7 @@ def fit(data: str | os.PathLike, config: str | os.PathLike, out: str | os.PathLi
 
     ``resume`` continues an interrupted run from ``checkpoints/last.ckpt`` with its saved config."""
     out = Path(out)
-    ckpt = _prepare_run_dir(out, resume)
+    ckpt = _check_run_dir(out, resume)
     owner = is_launcher_rank()
     if resume and (out / "config.yaml").exists():
         cfg = load_config(out / "config.yaml")
@@ -97,14 +97,16 @@ def fit(data: str | os.PathLike, config: str | os.PathLike, out: str | os.PathLi
     except TypeError as err:
         raise ConfigError(f"data section: {err}") from None
     specs = [s.to_dict() for s in dm.prepare_specs()]
+    model = _build_model(cfg, specs)
     if owner:
+        out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
         write_json(out / "specs.json", specs)
     start = time.time()
     if cfg["type"] == "ridge":
-        info = _fit_ridge(cfg, dm, out)
+        info = _fit_ridge(model, dm, out)
     else:
-        info = _fit_encoder(cfg, dm, specs, out, ckpt, accelerator, devices, num_nodes, strategy, logger,
+        info = _fit_encoder(model, cfg, dm, specs, out, ckpt, accelerator, devices, num_nodes, strategy, logger,
                             progress)
     if info is not None and owner:
         info.update(seed=seed, wall_s=time.time() - start, config=cfg["name"])
@@ -112,13 +114,22 @@ def fit(data: str | os.PathLike, config: str | os.PathLike, out: str | os.PathLi
     return out
 
 
-def _fit_ridge(cfg: dict, dm: NeuralDataModule, out: Path) -> dict:
-    from neurofit.models.ridge import RidgePredictor
+def _build_model(cfg: dict, specs: list[dict]):
+    """The config's model (an EncoderModule, or a RidgePredictor), built before anything is written so a
+    config naming an unknown component fails cleanly."""
+    if cfg["type"] == "ridge":
+        from neurofit.models.ridge import RidgePredictor
 
-    try:
-        model = RidgePredictor(**cfg["model"])
-    except TypeError as err:
-        raise ConfigError(f"model section of a ridge config: {err}") from None
+        try:
+            return RidgePredictor(**cfg["model"])
+        except TypeError as err:
+            raise ConfigError(f"model section of a ridge config: {err}") from None
+    from neurofit.training.module import EncoderModule
+
+    return EncoderModule(cfg, specs)
+
+
+def _fit_ridge(model, dm: NeuralDataModule, out: Path) -> dict:
     n_params = 0
     for name, arrays in dm.recordings.items():
         train = np.concatenate([arrays.trials("train"), arrays.trials("validation")])
@@ -129,15 +140,12 @@ def _fit_ridge(cfg: dict, dm: NeuralDataModule, out: Path) -> dict:
     return {"n_parameters": int(n_params), "epochs": 0, "best_val_correlation": None}
 
 
-def _fit_encoder(cfg: dict, dm: NeuralDataModule, specs: list[dict], out: Path, ckpt: Path | None,
+def _fit_encoder(module, cfg: dict, dm: NeuralDataModule, specs: list[dict], out: Path, ckpt: Path | None,
                  accelerator: str, devices: int | str, num_nodes: int, strategy: str, logger: str,
                  progress: bool) -> dict | None:
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
-    from neurofit.training.module import EncoderModule
-
     tcfg = cfg["training"]
-    module = EncoderModule(cfg, specs)
     checkpoint = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor="val/correlation",
                                  mode="max", save_top_k=1, enable_version_counter=False)
     # "last" has its own callback without a monitor: with save_last on a monitored callback, Lightning only
