@@ -237,7 +237,7 @@ def _write_zarr_atomic(ds: xr.Dataset, path: Path) -> None:
     tmp = path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
         with quiet_zarr():
-            ds.to_zarr(str(tmp), mode="w", consolidated=True)
+            ds.to_zarr(str(tmp), mode="w", consolidated=False)
         replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
