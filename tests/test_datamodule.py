@@ -79,7 +79,8 @@ def test_chunk_cache_reads_each_chunk_once_per_window():
         """An on-disk-like array that counts slice reads."""
 
         def __init__(self, data, chunk):
-            self.data, self.chunks, self.shape, self.dtype, self.reads = data, (chunk, 1), data.shape, data.dtype, 0
+            self.data, self.chunks, self.reads = data, (chunk, 1), 0
+            self.shape, self.dtype = data.shape, data.dtype
 
         def __getitem__(self, key):
             self.reads += 1
