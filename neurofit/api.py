@@ -52,8 +52,7 @@ class FittedRun:
 
         Returns a DataArray (trial, [frame,] neuron) with coords ``trial`` (index in the store),
         ``stimulus_id`` and ``tier`` on trial and ``unit_id`` on neuron."""
-        from neurofit.data.datamodule import load_arrays, tier_trials
-        from neurofit.evaluation import load_stimulus_ids
+        from neurofit.evaluation import predict_trials
 
         data = Path(data) if data is not None else self.run.data_path
         if recording is None:
@@ -62,14 +61,9 @@ class FittedRun:
             recording = self.recordings[0]
         if recording not in self.run.specs:
             raise DataError(f"{self.path}: the run has no recording {recording!r} (has {self.recordings})")
-        arrays = load_arrays(data, recording, in_memory=False)
-        trials = tier_trials(arrays, tier)
-        if not len(trials):
-            raise DataError(f"{data}: recording {recording!r} has no {tier!r} trials with responses")
-        batch = arrays.read(trials)
-        pred = self.run.predict(recording, batch["stimulus"], batch.get("behavior"), batch.get("pupil_center"))
+        arrays, trials, _, pred = predict_trials(self.run, data, recording, tier)
         dims = ("trial", "frame", "neuron") if pred.ndim == 3 else ("trial", "neuron")
-        stimulus_id = np.asarray(load_stimulus_ids(data, recording))[trials]
+        stimulus_id = arrays.stimulus_id[trials]
         coords = {"trial": trials, "stimulus_id": ("trial", stimulus_id), "tier": ("trial", arrays.tiers[trials]),
                   "unit_id": ("neuron", np.asarray(self.run.specs[recording].unit_id))}
         return xr.DataArray(pred, dims=dims, coords=coords, name="prediction",

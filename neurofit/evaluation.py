@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neurofit.data.datamodule import load_arrays, tier_trials
+from neurofit.data.datamodule import RecordingArrays, load_arrays, tier_trials
 from neurofit.data.store import list_recordings, open_truth
 from neurofit.errors import DataError
 from neurofit.metrics import NeuronScores, flatten_frames, frame_groups, mean_over_recordings, score
@@ -28,31 +28,32 @@ class TierPrediction:
     truth: np.ndarray | None
 
 
-def predict_tier(run: Run, data: str | os.PathLike, recording: str, tier: str, skip_frames: int) -> TierPrediction:
-    """Predict the trials of ``tier`` of one recording and flatten them for scoring."""
+def predict_trials(run: Run, data: str | os.PathLike, recording: str,
+                   tier: str) -> tuple[RecordingArrays, np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """The recording's arrays, the trials of ``tier`` with responses, their data and the run's predictions
+    (recording units, (trial, [frame,] neuron))."""
     arrays = load_arrays(data, recording, in_memory=False)
     trials = tier_trials(arrays, tier)
     if not len(trials):
         raise DataError(f"{data}: recording {recording!r} has no {tier!r} trials with responses")
     batch = arrays.read(trials)
     pred = run.predict(recording, batch["stimulus"], batch.get("behavior"), batch.get("pupil_center"))
+    return arrays, trials, batch, pred
+
+
+def predict_tier(run: Run, data: str | os.PathLike, recording: str, tier: str, skip_frames: int) -> TierPrediction:
+    """Predict the trials of ``tier`` of one recording and flatten them for scoring."""
+    arrays, trials, batch, pred = predict_trials(run, data, recording, tier)
     resp = batch["responses"]
     truth_ds = open_truth(data, recording)
     truth = None if truth_ds is None or "rates" not in truth_ds else np.asarray(truth_ds["rates"][trials].values)
-    sid = np.asarray(load_stimulus_ids(data, recording))[trials]
+    sid = arrays.stimulus_id[trials]
     if resp.ndim == 3:
         mask = batch.get("response_mask")
         flat = [flatten_frames(x, skip_frames, mask) for x in (pred, resp)]
         truth = None if truth is None else flatten_frames(truth, skip_frames, mask)
         return TierPrediction(flat[0], flat[1], frame_groups(sid, resp.shape[1], skip_frames, mask), truth)
     return TierPrediction(pred, resp, sid, truth)
-
-
-def load_stimulus_ids(data: str | os.PathLike, recording: str) -> np.ndarray:
-    """The recording's ``stimulus_id`` coordinate (trial,)."""
-    import zarr
-
-    return zarr.open_group(str(data), mode="r")[recording]["stimulus_id"][...]
 
 
 def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, tier: str = "test",

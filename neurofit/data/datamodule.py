@@ -75,6 +75,7 @@ class RecordingArrays:
     arrays: dict[str, np.ndarray | ChunkCache]
     chunk: int
     tiers: np.ndarray
+    stimulus_id: np.ndarray  # (trial,) repeats of one stimulus share it
     has_responses: np.ndarray  # (trial,) bool: any recorded response
 
     def read(self, trials: np.ndarray) -> dict[str, np.ndarray]:
@@ -104,7 +105,7 @@ def load_arrays(path: str | os.PathLike, name: str, in_memory: bool, cache_chunk
         has = mask.reshape(len(tiers), -1).any(axis=1)
     else:
         has = np.ones(len(tiers), dtype=bool)
-    return RecordingArrays(name, arrays, chunk, tiers, has)
+    return RecordingArrays(name, arrays, chunk, tiers, np.asarray(group["stimulus_id"][...]), has)
 
 
 def store_nbytes(path: str | os.PathLike, names: list[str]) -> int:
