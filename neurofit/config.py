@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from neurofit.errors import ConfigError
+from neurofit.io import atomic_write_text
 
 SECTIONS = {"name", "description", "type", "extends", "data", "model", "training", "evaluation"}
 MODEL_TYPES = ("encoder", "ridge")
@@ -97,7 +98,4 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
 
 def save_config(cfg: dict, path: str | os.PathLike) -> None:
     """Write a resolved config as YAML, atomically."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(cfg, sort_keys=False))

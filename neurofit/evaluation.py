@@ -12,9 +12,9 @@ import numpy as np
 from neurofit.data.datamodule import RecordingArrays, load_arrays, tier_trials
 from neurofit.data.store import list_recordings, open_truth
 from neurofit.errors import DataError
+from neurofit.io import atomic_path, write_json
 from neurofit.metrics import NeuronScores, flatten_frames, frame_groups, mean_over_recordings, score
 from neurofit.run import Run, load_run
-from neurofit.training.fit import write_json
 
 
 @dataclass
@@ -86,10 +86,9 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
 
 
 def _write_neurons_csv(path: Path, run: Run, scores: dict[str, NeuronScores]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     fields = ["recording", "unit_id", "single_trial_correlation", "correlation_to_average", "fev", "feve",
               "oracle_correlation", "ceiling_correlation"]
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(fields)
         for name, s in scores.items():
@@ -97,7 +96,6 @@ def _write_neurons_csv(path: Path, run: Run, scores: dict[str, NeuronScores]) ->
             for i, uid in enumerate(run.specs[name].unit_id):
                 writer.writerow([name, uid, s.single_trial_correlation[i], s.correlation_to_average[i], s.fev[i],
                                  s.feve[i], s.oracle_correlation[i], ceiling[i]])
-    os.replace(tmp, path)
 
 
 def format_table(metrics: dict) -> str:

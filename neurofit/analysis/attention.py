@@ -28,6 +28,7 @@ from scipy import stats  # noqa: E402
 
 from neurofit.analysis.plots import save_figure  # noqa: E402
 from neurofit.data.store import quiet_zarr, replace_dir  # noqa: E402
+from neurofit.io import write_json  # noqa: E402
 from neurofit.models.interactions.attention import spatial_order  # noqa: E402
 
 SUMMARY_FILE = "attention_vs_distance.json"
@@ -246,9 +247,7 @@ def _write_zarr_atomic(ds: xr.Dataset, path: Path) -> None:
 def _update_json(path: Path, name: str, entry: dict) -> None:
     summary = json.loads(path.read_text()) if path.exists() else {}
     summary[name] = entry
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(summary, indent=2, allow_nan=False))
-    os.replace(tmp, path)
+    write_json(path, summary, allow_nan=False)
 
 
 def write_interaction_outputs(out_dir: str | os.PathLike, name: str, unit_id: np.ndarray, positions_um: np.ndarray,

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import matplotlib
 
+from neurofit.io import atomic_path
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -21,10 +23,9 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike) -> Path:
     """Save a figure atomically (temporary file, then rename) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    fig.savefig(tmp, dpi=120, format=path.suffix.lstrip("."))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=path.suffix.lstrip("."))
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

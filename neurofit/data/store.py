@@ -181,12 +181,6 @@ def open_store(path: str | os.PathLike, validate_values: bool = False) -> dict[s
     return {name: open_recording(path, name, validate_values) for name in list_recordings(path)}
 
 
-def iter_recordings(path: str | os.PathLike) -> Iterator[tuple[str, xr.Dataset]]:
-    """(name, recording) pairs, opened one at a time."""
-    for name in list_recordings(path):
-        yield name, open_recording(path, name)
-
-
 def write_store(path: str | os.PathLike, recordings: dict[str, xr.Dataset],
                 truth: dict[str, xr.Dataset] | None = None, overwrite: bool = False) -> Path:
     """Write complete in-memory recordings to a new store atomically; returns the store path."""

@@ -5,12 +5,12 @@ RidgeCV). A floor that any stimulus-driven model should clear."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import RidgeCV
 
 from neurofit.errors import ConfigError
+from neurofit.io import save_npz
 
 
 class RidgePredictor:
@@ -52,12 +52,9 @@ class RidgePredictor:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write all recordings' weights to one .npz, atomically."""
-        path = Path(path)
         flat = {f"{name}/{key}": value for name, p in self.params.items() for key, value in p.items()}
         flat["downsample"] = np.array(self.downsample)
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, **flat)
-        os.replace(tmp, path)
+        save_npz(path, **flat)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> RidgePredictor:

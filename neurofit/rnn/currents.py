@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import xarray as xr
 
+from neurofit.data.store import quiet_zarr, replace_dir
 from neurofit.rnn.model import DataConstrainedRNN, to_numpy
 
 SIGNS = ("excitatory", "inhibitory")
@@ -98,11 +98,11 @@ def write_currents(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write ``ds`` as a zarr folder atomically (temporary sibling folder, then rename)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
-    with warnings.catch_warnings():
-        # Zarr v3 has no spec for fixed-width strings (region/source names) yet; zarr-python reads them back.
-        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
-        ds.to_zarr(str(tmp), mode="w", consolidated=False)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    try:
+        with quiet_zarr():
+            ds.to_zarr(str(tmp), mode="w", consolidated=False)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_dir(tmp, path)
     return path

@@ -23,6 +23,7 @@ from scipy.signal import lfilter
 from torch import nn
 
 from neurofit.errors import ConfigError
+from neurofit.io import atomic_path
 from neurofit.models import constraints as cons
 from neurofit.models.cores.ctrnn import get_activation
 from neurofit.rnn.config import ConstraintConfig, ModelConfig
@@ -296,10 +297,9 @@ def chi2(drives: torch.Tensor, targets: torch.Tensor) -> float:
 def save_model(model: DataConstrainedRNN, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
     """Write the model (its spec, state and ``extra`` metadata) atomically: temp file, then rename."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"spec": model.spec, "state": state, "extra": extra or {}}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"spec": model.spec, "state": state, "extra": extra or {}}, tmp)
     return path
 
 

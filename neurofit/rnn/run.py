@@ -8,7 +8,6 @@ and renamed into place, so an interrupted run never leaves a half-written file.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,24 +18,13 @@ import torch
 import yaml
 
 from neurofit.errors import DataError
+from neurofit.io import atomic_write_text, save_npz, write_json
 from neurofit.rnn import plots
 from neurofit.rnn.config import FitConfig
 from neurofit.rnn.currents import decompose, write_currents
 from neurofit.rnn.data import load_rnn_data
 from neurofit.rnn.fit import fit
 from neurofit.rnn.model import exogenous_names, free_run, load_model, save_model, to_numpy
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _atomic_npz(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
 
 
 def fit_run(data_path: str | os.PathLike, out: str | os.PathLike, cfg: FitConfig, device: str = "cpu",
@@ -57,10 +45,10 @@ def fit_run(data_path: str | os.PathLike, out: str | os.PathLike, cfg: FitConfig
     share = decompose(model, rates, fd.exog)["variance_share"]
     out.mkdir(parents=True, exist_ok=True)
     resolved = {**cfg.to_dict(), "data_path": str(data_path), "device": device}
-    _atomic_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     save_model(model, out / "model.pt", {"normalization": data.normalization.to_dict(), "source": data.source,
                                          "unit_ids": data.unit_ids.tolist()})
-    _atomic_npz(out / "fit.npz", model_rates=to_numpy(rates), data_rates=to_numpy(fd.rates),
+    save_npz(out / "fit.npz", model_rates=to_numpy(rates), data_rates=to_numpy(fd.rates),
                 exog=to_numpy(fd.exog) if fd.exog is not None else np.zeros((data.n_trials, data.n_samples, 0)),
                 exog_names=np.asarray(exogenous_names(model), dtype=str))
     metrics = {
@@ -73,7 +61,7 @@ def fit_run(data_path: str | os.PathLike, out: str | os.PathLike, cfg: FitConfig
                                     for s in share["source"].values} for t in share["target_region"].values},
         "normalization": data.normalization.kind, "history": outcome.history.to_dict(),
     }
-    _atomic_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    write_json(out / "metrics.json", metrics, default=None)
     plots.plot_fit_curve(outcome.history, out / "fit_curve.png")
     return metrics
 

@@ -6,11 +6,9 @@ Run directory layout: ``config.yaml`` (resolved, with data path and seed), ``spe
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
@@ -18,15 +16,8 @@ import numpy as np
 from neurofit.config import load_config, save_config
 from neurofit.data.datamodule import NeuralDataModule
 from neurofit.errors import ConfigError, DataError
+from neurofit.io import write_json
 from neurofit.training.callbacks import AtomicCheckpointIO
-
-
-def write_json(path: str | os.PathLike, payload: Any) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
 
 
 def is_launcher_rank() -> bool:

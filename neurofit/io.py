@@ -1,0 +1,46 @@
+"""Atomic file writes: every file neurofit writes (JSON, YAML, CSV, npz, checkpoints, figures) goes to a
+temporary sibling first and is renamed into place only when complete, so an interrupted run never leaves a
+truncated file that a later read or ``--resume`` would trip over. (Folders, i.e. zarr stores, use
+``neurofit.data.store.replace_dir``.)"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` (same suffix, so writers that pick a format from it work);
+    on a clean exit rename it onto ``path``, on an exception delete it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, payload: Any, **dumps_options: Any) -> None:
+    """Write JSON (indented, numpy scalars as floats) atomically."""
+    options = {"indent": 2, "default": float, **dumps_options}
+    atomic_write_text(path, json.dumps(payload, **options) + "\n")
+
+
+def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
+    """``numpy.savez`` to ``path`` (which should end in .npz) atomically."""
+    import numpy as np
+
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
