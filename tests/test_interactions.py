@@ -212,10 +212,23 @@ def test_normalization_is_stable_and_differentiable_at_extremes(inputs):
 def test_normalization_gradients_match_finite_differences(inputs):
     n = 20
     layer = DivisiveNormalization(n, D, C, inputs["positions"][:n], pool_gain=1.0, exponent=2.0,
-                                  iterations=60).double()
+                                  iterations=60, grad_iterations=None).double()
     u = (inputs["drive"].abs()[:1, :n] + 0.1).double().requires_grad_(True)
     emb = inputs["embedding"][:n].double()
     assert torch.autograd.gradcheck(lambda x: layer(x, None, emb), (u,), atol=1e-6)
+
+
+def test_normalization_truncated_gradients_stay_close_to_exact(inputs):
+    exact = _normalization(inputs, exponent=2.0, pool_gain=1.0, grad_iterations=None)
+    truncated = _normalization(inputs, exponent=2.0, pool_gain=1.0)
+    truncated.load_state_dict(exact.state_dict())
+    u = inputs["drive"].abs() + 0.1
+    grads = []
+    for layer in (exact, truncated):
+        layer.zero_grad()
+        layer(u, inputs["features"], inputs["embedding"]).square().sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in layer.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[1], grads[0], rtol=0.0, atol=0.02 * float(grads[0].abs().max()))
 
 
 def test_normalization_over_time_starts_at_the_static_solution_and_adapts(inputs):

@@ -158,6 +158,10 @@ def _fit_encoder(module, cfg: dict, dm: NeuralDataModule, specs: list[dict], out
         use_distributed_sampler=False, enable_progress_bar=progress, enable_model_summary=False,
         plugins=[AtomicCheckpointIO()], log_every_n_steps=int(tcfg.get("log_every_n_steps", 20)),
         num_sanity_val_steps=0)
+    if ckpt is None:  # a resumed run takes its positions from the checkpoint
+        from neurofit.training.readout_init import init_readout_positions
+
+        init_readout_positions(module.encoder, dm.recordings)
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
     if not trainer.is_global_zero:
         return None

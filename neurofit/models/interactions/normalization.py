@@ -68,6 +68,9 @@ class DivisiveNormalization(Interaction):
             learned, at least 1 frame).
         iterations: fixed-point iterations for static inputs (damped in log space; converges geometrically at
             rate <= p / (2 + p) near the solution, see ``_solve``).
+        grad_iterations: how many of the last iterations are differentiated (None: all). The earlier ones
+            only bring the state near the fixed point, so running them without autograd changes the gradient
+            by a factor of about (p / (2 + p))^grad_iterations and saves most of the backward pass.
         max_rate: rates are clipped to this value (normalised response units) so r^p never overflows.
 
     Forward: rate (B, [T,] N) >= 0, features (ignored), embedding (N, D) -> normalised rate, same shape.
@@ -79,7 +82,7 @@ class DivisiveNormalization(Interaction):
                  positions_um: torch.Tensor | None = None, rank: int = 8, distance_pool: bool = True,
                  anchor_spacing_um: float = 50.0, max_anchors: int = 1024, exponent: float = 1.0,
                  pool_gain: float = 0.05, tau_pool_frames: float = 5.0, tau_adapt_frames: float = 20.0,
-                 iterations: int = 30, max_rate: float = 1.0e3) -> None:
+                 iterations: int = 30, grad_iterations: int | None = 8, max_rate: float = 1.0e3) -> None:
         super().__init__(n_neurons, embedding_dim, feature_dim, positions_um)
         if not 1.0 <= exponent <= 3.0:
             raise ValueError(f"exponent must be in [1, 3], got {exponent}")
@@ -102,7 +105,9 @@ class DivisiveNormalization(Interaction):
         else:
             self.register_buffer("anchors", None)
             self.width_raw = self.distance_gain_raw = None
-        self.iterations, self.max_rate = iterations, max_rate
+        if grad_iterations is not None and not 1 <= grad_iterations:
+            raise ValueError(f"grad_iterations must be >= 1 or null, got {grad_iterations}")
+        self.iterations, self.grad_iterations, self.max_rate = iterations, grad_iterations, max_rate
 
     def exponent(self) -> torch.Tensor:
         """p in [1, 3] (scalar)."""
@@ -161,10 +166,20 @@ class DivisiveNormalization(Interaction):
         log_max = math.log(self.max_rate)
         lam = 2.0 / (2.0 + p.detach())
         y = (log_up - sp.log()).clamp(max=log_max)
-        for _ in range(self.iterations):
+
+        def step(y: torch.Tensor) -> torch.Tensor:
             s = torch.exp(p * y)
             target = (log_up - torch.log(sp + self._pool(s, factors) + adapt * s)).clamp(max=log_max)
-            y = (1 - lam) * y + lam * target
+            return (1 - lam) * y + lam * target
+
+        differentiated = self.iterations if self.grad_iterations is None else min(self.grad_iterations,
+                                                                                  self.iterations)
+        if differentiated < self.iterations:
+            with torch.no_grad():
+                for _ in range(self.iterations - differentiated):
+                    y = step(y)
+        for _ in range(differentiated):
+            y = step(y)
         return y
 
     def forward(self, rate: torch.Tensor, features: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:

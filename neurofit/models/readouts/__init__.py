@@ -13,7 +13,7 @@ from neurofit.models.readouts.gaussian import GaussianReadout
 
 def _gaussian(n_neurons: int, in_channels: int, coords_um: torch.Tensor, image_shape: tuple[int, int],
               **options) -> nn.Module:
-    return GaussianReadout(n_neurons, in_channels, coords_um=coords_um, **options)
+    return GaussianReadout(n_neurons, in_channels, coords_um=coords_um, image_shape=image_shape, **options)
 
 
 def _factorized(n_neurons: int, in_channels: int, coords_um: torch.Tensor, image_shape: tuple[int, int],

@@ -25,13 +25,25 @@ class GaussianReadout(nn.Module):
         hidden: hidden width of the position network.
         affine_init: initial gain of the affine cortex -> screen term (z-scored coordinates to grid units);
             0 starts from the network alone.
+        scatter: with ``position="cortical"``, add a learned per-neuron offset (N, 2) to the predicted position.
+            Receptive fields scatter around the retinotopic map by a pixel or two, which a smooth function of
+            cortical position cannot express; the offset starts at zero, so the map stays the prior.
+        image_shape: (H, W) of the stimulus, pixels (needed to start positions from RF centres in pixels).
+        position_init: None, or "rf_map": before training, start positions at RF centres estimated from the
+            training data (``init_positions``, called by the training code).
     Forward: features (B, C, H, W), shift (B, 2) or None (grid units) -> ReadoutOutput((B, N), (B, N, C)).
     """
 
     def __init__(self, n_neurons: int, in_channels: int, coords_um: torch.Tensor | None = None,
                  position: str = "cortical", init_sigma: float = 0.2, hidden: int = 32,
-                 affine_init: float = 0.0) -> None:
+                 affine_init: float = 0.0, scatter: bool = False, image_shape: tuple[int, int] | None = None,
+                 position_init: str | None = None) -> None:
         super().__init__()
+        if position_init not in (None, "rf_map"):
+            raise ValueError(f"position_init must be null or 'rf_map', got {position_init!r}")
+        if position_init and image_shape is None:
+            raise ValueError("position_init='rf_map' needs the stimulus image_shape")
+        self.position_init, self.image_shape = position_init, image_shape
         self.n_neurons = n_neurons
         self.position = position
         if position == "cortical":
@@ -47,6 +59,7 @@ class GaussianReadout(nn.Module):
             with torch.no_grad():
                 self.affine.weight.copy_(torch.tensor([[affine_init, 0.0, 0.0], [0.0, affine_init, 0.0]]))
                 self.affine.bias.zero_()
+            self.scatter = nn.Parameter(torch.zeros(n_neurons, 2)) if scatter else None
         else:
             self.mu = nn.Parameter(torch.empty(n_neurons, 2).uniform_(-0.5, 0.5))
         self.log_sigma = nn.Parameter(torch.full((n_neurons, 2), float(torch.log(torch.tensor(init_sigma)))))
@@ -56,8 +69,50 @@ class GaussianReadout(nn.Module):
     def positions(self) -> torch.Tensor:
         """Mean readout positions (N, 2), grid units (x, y) in [-1, 1]."""
         if self.position == "cortical":
-            return torch.tanh(self.affine(self.coords) + self.position_net(self.coords))
+            mu = self.affine(self.coords) + self.position_net(self.coords)
+            return torch.tanh(mu if self.scatter is None else mu + self.scatter)
         return self.mu.clamp(-1, 1)
+
+    @torch.no_grad()
+    def init_positions(self, centres_px: torch.Tensor, strength: torch.Tensor, outlier_sd: float = 2.5) -> None:
+        """Start the positions at estimated RF centres (see ``rf_mapping.estimate_rf_centres``).
+
+        Learned positions are set to the centres. Cortical positions get the affine map that best predicts
+        the centres from cortical coordinates (least squares weighted by ``strength``, refitted once without
+        outliers), a zero MLP term, and, with ``scatter``, each neuron's residual from the map where it is
+        within ``outlier_sd`` robust standard deviations (larger residuals are more likely estimation errors
+        than real scatter, so those neurons start on the map).
+
+        Args:
+            centres_px: (N, 2) (x, y) pixels. strength: (N,) >= 0 reliability of each estimate (0: unknown).
+        """
+        h, w = self.image_shape
+        device = self.log_sigma.device
+        centres_px, strength = centres_px.to(device), strength.to(device)
+        size = torch.tensor([w - 1.0, h - 1.0], device=device)
+        grid = (centres_px.float() / size * 2 - 1).clamp(-0.95, 0.95)
+        if self.position != "cortical":
+            self.mu.copy_(grid)
+            return
+        target = torch.atanh(grid)  # positions pass through tanh
+        x = torch.cat([self.coords, torch.ones(len(grid), 1, device=device)], 1)
+        weight = strength.float().clamp_min(0)
+        if not bool((weight > 0).any()):
+            return
+        keep = weight > 0
+        for _ in range(2):
+            sw = (weight * keep).sqrt()[:, None]
+            beta = torch.linalg.lstsq(x * sw, target * sw).solution  # (4, 2)
+            residual = target - x @ beta
+            scale = 1.4826 * residual[weight > 0].abs().median(0).values.clamp_min(1e-6)
+            keep = (weight > 0) & (residual.abs() <= outlier_sd * scale).all(1)
+        self.affine.weight.copy_(beta[:3].T)
+        self.affine.bias.copy_(beta[3])
+        last = self.position_net[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+        if self.scatter is not None:
+            self.scatter.copy_(torch.where(keep[:, None], residual, torch.zeros_like(residual)))
 
     def forward(self, x: torch.Tensor, shift: torch.Tensor | None = None) -> ReadoutOutput:
         b = x.shape[0]

@@ -1,0 +1,118 @@
+"""Receptive-field centres from data, to start readout positions where the neurons actually look.
+
+A Gaussian readout whose positions start at random (or at a guessed retinotopic map) spends its first epochs
+finding each neuron's receptive field. A response-weighted map of local contrast energy finds it in one pass
+over the data: for each neuron, the correlation between its response and the band-pass contrast energy at
+every pixel peaks at the RF centre, for simple (phase-sensitive) and complex (phase-invariant) cells alike.
+Several spatial scales are tried and the best one per pixel kept, since RFs differ in size and frequency.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class RFCentres:
+    """Estimated receptive-field centres of N neurons.
+
+    Attributes:
+        centres_px: (N, 2) float (x, y) screen pixels, x along the width, y along the height.
+        strength: (N,) peak correlation between response and local contrast energy (0: no RF found); use it
+            to weight or discard unreliable estimates.
+    """
+
+    centres_px: np.ndarray
+    strength: np.ndarray
+
+
+def _gaussian_transfer(height: int, width: int, sigma_px: float) -> torch.Tensor:
+    """Fourier transfer function (height, width // 2 + 1) of a Gaussian blur with std ``sigma_px``."""
+    fy = torch.fft.fftfreq(height)[:, None]
+    fx = torch.fft.rfftfreq(width)[None, :]
+    return torch.exp(-2 * math.pi**2 * sigma_px**2 * (fx**2 + fy**2))
+
+
+def _fast_length(n: int) -> int:
+    """Smallest m >= n whose only prime factors are 2, 3 and 5 (FFT sizes that are fast)."""
+    m = n
+    while True:
+        k = m
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 1
+
+
+def _standardise(x: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance along dim 0 (constant columns become 0)."""
+    x = x - x.mean(0)
+    return x / x.std(0).clamp_min(1e-8)
+
+
+def contrast_energy(stimulus: torch.Tensor, scales_px: tuple[float, ...]) -> list[torch.Tensor]:
+    """Local band-pass contrast energy per scale: (difference of Gaussians at sigma, 2 sigma)^2, blurred by
+    sigma.
+
+    stimulus: (T, H, W) grey levels -> one (T, H, W) map per scale. Images are mirror-padded by 3 sigma of
+    the largest scale (and on to FFT-friendly sizes) before the FFT, so the filters do not wrap around the
+    screen edges; the padded spectrum is computed once for all scales.
+    """
+    t, h, w = stimulus.shape
+    pad = min(int(math.ceil(3 * max(scales_px))), h - 1, w - 1)
+    extra_h = min(_fast_length(h + 2 * pad) - h - 2 * pad, h - 1 - pad)
+    extra_w = min(_fast_length(w + 2 * pad) - w - 2 * pad, w - 1 - pad)
+    x = stimulus - stimulus.mean((1, 2), keepdim=True)
+    x = torch.nn.functional.pad(x[:, None], (pad, pad + extra_w, pad, pad + extra_h), mode="reflect")[:, 0]
+    size = x.shape[1:]
+    spectrum = torch.fft.rfft2(x)
+    maps = []
+    for sigma in scales_px:
+        g1, g2 = _gaussian_transfer(*size, sigma), _gaussian_transfer(*size, 2 * sigma)
+        band = torch.fft.irfft2(spectrum * (g1 - g2), s=size)
+        energy = torch.fft.irfft2(torch.fft.rfft2(band.square()) * g1, s=size)
+        maps.append(energy[:, pad:pad + h, pad:pad + w])
+    return maps
+
+
+def estimate_rf_centres(stimulus: np.ndarray, responses: np.ndarray,
+                        scales_px: tuple[float, ...] = (1.0, 2.0, 4.0),
+                        refine_radius_px: float = 4.0) -> RFCentres:
+    """RF centres from stimulus-response pairs by correlation with local contrast energy.
+
+    Args:
+        stimulus: (T, H, W) images (or frames), any grey-level units.
+        responses: (T, N) responses to them (for videos: frames aligned with a causal lag by the caller).
+        scales_px: DoG scales (pixels) to try; each pixel keeps its best scale.
+        refine_radius_px: the centre is the correlation-weighted centroid, above half the peak, within this
+            radius of the peak pixel (sub-pixel precision, robust to a single noisy pixel).
+    Returns:
+        ``RFCentres`` (centres in pixels, peak correlation per neuron).
+    """
+    stim = torch.as_tensor(np.asarray(stimulus), dtype=torch.float32)
+    resp = _standardise(torch.as_tensor(np.asarray(responses), dtype=torch.float32))
+    t, h, w = stim.shape
+    best = None
+    for energy in contrast_energy(stim, scales_px):
+        energy = _standardise(energy.reshape(t, h * w))
+        corr = resp.T @ energy / t  # (N, H*W)
+        best = corr if best is None else torch.maximum(best, corr)
+    peak, index = best.max(1)
+    maps = best.reshape(-1, h, w)
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                            indexing="ij")
+    py, px = (index // w).float(), (index % w).float()
+    near = ((yy - py[:, None, None]) ** 2 + (xx - px[:, None, None]) ** 2) <= refine_radius_px**2
+    weight = (maps - 0.5 * peak[:, None, None]).clamp_min(0) * near
+    weight = weight / weight.sum((1, 2), keepdim=True).clamp_min(1e-12)
+    centres = torch.stack([(weight * xx).sum((1, 2)), (weight * yy).sum((1, 2))], 1)
+    # A neuron whose map has no positive peak (no visual drive) gets the screen centre and zero strength.
+    found = peak > 0
+    centres[~found] = torch.tensor([(w - 1) / 2, (h - 1) / 2])
+    return RFCentres(centres.numpy(), peak.clamp_min(0).numpy())
