@@ -43,8 +43,8 @@ def _attention(inputs, gate: float = 1.0, **options) -> NeuronAttention:
 
 
 def _naive_maps(layer: NeuronAttention, inputs) -> torch.Tensor:
-    """Per-trial (B, H, N, N) softmax maps from the layer's queries/keys, windows as an explicit mask."""
-    q, k = layer._queries_keys(inputs["features"], inputs["embedding"])
+    """(H, N, N) softmax maps from the layer's queries/keys, windows as an explicit mask."""
+    q, k = layer._queries_keys(inputs["embedding"])
     logits = q @ k.transpose(-1, -2)
     if layer.window is not None:
         block = torch.empty(N, dtype=torch.long)
@@ -53,8 +53,16 @@ def _naive_maps(layer: NeuronAttention, inputs) -> torch.Tensor:
     return logits.softmax(-1)
 
 
+def _naive_forward(layer: NeuronAttention, drive, features, embedding) -> torch.Tensor:
+    """The layer's formula written out: drive + gate * sum_h A_h @ v_h with v_h = w_h . [LN(f), drive] + b_h."""
+    maps = _naive_maps(layer, {"embedding": embedding})
+    values = layer.value(torch.cat([layer.norm(features), drive[..., None]], -1))  # (B, N, H)
+    update = torch.einsum("hij,bjh->bi", maps, values)
+    return drive + layer.gate * update
+
+
 ATTENTION_VARIANTS = [{}, {"window": 32}, {"positions": None}, {"positions": None, "window": 32},
-                      {"locality": False, "fourier_features": 0}]
+                      {"locality": False, "fourier_features": 0}, {"window": 7}]
 
 
 @pytest.mark.parametrize("options", ATTENTION_VARIANTS)
@@ -66,19 +74,20 @@ def test_attention_is_identity_at_init_for_static_and_video(inputs, options):
     assert out.shape == (B, 5, N) and torch.equal(out, video)
 
 
+@pytest.mark.parametrize("batch", [B, 40])  # 40 trials: more than one packed value group of head_dim 8
 @pytest.mark.parametrize("options", ATTENTION_VARIANTS)
-def test_sdpa_output_equals_naive_softmax_attention(inputs, options):
-    layer = _attention(inputs, **options)
-    q, k = layer._queries_keys(inputs["features"], inputs["embedding"])
-    v = layer._values(inputs["drive"], inputs["features"])
-    expected = _naive_maps(layer, inputs) @ v
-    torch.testing.assert_close(layer._attend(q, k, v), expected, atol=1e-5, rtol=1e-4)
+def test_attention_output_equals_naive_softmax_attention(inputs, options, batch):
+    layer = _attention(inputs, gate=0.7, **options)
+    gen = torch.Generator().manual_seed(3)
+    drive, feats = torch.randn(batch, N, generator=gen), torch.randn(batch, N, C, generator=gen)
+    expected = _naive_forward(layer, drive, feats, inputs["embedding"])
+    torch.testing.assert_close(layer(drive, feats, inputs["embedding"]), expected, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("options", ATTENTION_VARIANTS)
 def test_blockwise_attention_map_equals_naive_map(inputs, options):
     layer = _attention(inputs, **options)
-    naive = _naive_maps(layer, inputs).mean(0)
+    naive = _naive_maps(layer, inputs)
     per_head = layer.attention_map(inputs["drive"], inputs["features"], inputs["embedding"])
     torch.testing.assert_close(per_head, naive, atol=1e-6, rtol=1e-5)
     averaged = layer.attention_map(inputs["drive"], inputs["features"], inputs["embedding"], heads=False)
@@ -86,22 +95,22 @@ def test_blockwise_attention_map_equals_naive_map(inputs, options):
     torch.testing.assert_close(averaged.sum(-1), torch.ones(N))
 
 
-def test_attention_maps_depend_on_the_stimulus(inputs):
+def test_attention_maps_are_a_property_of_the_population_not_the_stimulus(inputs):
     layer = _attention(inputs)
     a = layer.attention_map(inputs["drive"], inputs["features"], inputs["embedding"], heads=False)
     other = torch.randn(inputs["features"].shape, generator=torch.Generator().manual_seed(5))
-    b = layer.attention_map(inputs["drive"], other, inputs["embedding"], heads=False)
-    assert (a - b).abs().max() > 1e-3
+    assert torch.equal(a, layer.attention_map(inputs["drive"], other, inputs["embedding"], heads=False))
+    shuffled = inputs["embedding"][torch.randperm(N, generator=torch.Generator().manual_seed(6))]
+    assert (a - layer.attention_map(inputs["drive"], other, shuffled, heads=False)).abs().max() > 1e-3
 
 
 def test_folded_locality_bias_is_a_gaussian_of_distance(inputs):
-    """With the learned query/key projections zeroed, the logits are exactly -alpha |x_i - x_j|^2 (up to
+    """With the learned query/key projection zeroed, the logits are exactly -alpha |x_i - x_j|^2 (up to
     a per-row constant), so each row of the map is a normalised Gaussian of cortical distance."""
     layer = _attention(inputs)
     with torch.no_grad():
-        layer.qk_features.weight.zero_()
-        layer.qk_static.weight.zero_()
-        layer.qk_static.bias.zero_()
+        layer.qk.weight.zero_()
+        layer.qk.bias.zero_()
         layer.locality_logit.copy_(torch.tensor([0.0, 1.0]))
     x = layer.scaled_positions
     logits = -layer.locality_alpha()[:, None, None] * torch.cdist(x, x).pow(2)
@@ -109,18 +118,18 @@ def test_folded_locality_bias_is_a_gaussian_of_distance(inputs):
     torch.testing.assert_close(maps, logits.softmax(-1), atol=1e-6, rtol=1e-4)
 
 
-def test_attention_runs_on_the_flash_kernel_not_the_quadratic_math_path(inputs):
-    for window in (None, 32):
-        layer = _attention(inputs, window=window)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            layer(inputs["drive"], inputs["features"], inputs["embedding"]).sum().backward()
-        names = {e.key for e in prof.key_averages()}
-        assert "aten::_scaled_dot_product_flash_attention_for_cpu_backward" in names
-        assert "aten::_scaled_dot_product_attention_math" not in names
+def test_global_attention_runs_on_the_flash_kernel_not_the_quadratic_math_path(inputs):
+    layer = _attention(inputs)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        layer(inputs["drive"], inputs["features"], inputs["embedding"]).sum().backward()
+    names = {e.key for e in prof.key_averages()}
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu_backward" in names
+    assert "aten::_scaled_dot_product_attention_math" not in names
 
 
-def test_attention_gradients_reach_every_parameter(inputs):
-    layer = _attention(inputs, gate=0.5, window=32)
+@pytest.mark.parametrize("window", [None, 32])
+def test_attention_gradients_reach_every_parameter(inputs, window):
+    layer = _attention(inputs, gate=0.5, window=window)
     layer(inputs["drive"], inputs["features"], inputs["embedding"]).pow(2).sum().backward()
     for name, param in layer.named_parameters():
         assert param.grad is not None and torch.isfinite(param.grad).all(), name

@@ -1,16 +1,23 @@
 """Neuron self-attention after the readout: each neuron's drive is corrected by a gated, attention-weighted
-mix of the other neurons' features and drives.
+mix of the other neurons' drives and features.
 
-Queries and keys come from the neuron's learned embedding, a Fourier encoding of its cortical position and
-the core features sampled for the current trial (so the maps depend on the stimulus). All attention runs
-through ``torch.nn.functional.scaled_dot_product_attention``; on CPU that dispatches to the flash kernel
-(online softmax over key blocks, memory linear in N) only when queries, keys and values share one head dim
-and no float mask is given, so a learned distance bias is folded into extra query/key dims instead of being
-passed as an (N, N) mask:
+Queries and keys come from each neuron's learned embedding and a Fourier encoding of its cortical position, so
+the attention map is a property of the population (which neurons listen to which), the same for every
+stimulus; values are per trial. That split is also what makes the layer cheap: the map is computed once per
+step, not once per trial, and since the attended values are projected to one number per neuron and head
+before they are mixed (the output is a scalar drive correction, and mixing is linear), each trial costs one
+scalar per neuron and head instead of a vector.
+
+Global attention runs through ``torch.nn.functional.scaled_dot_product_attention``; on CPU that dispatches to
+the flash kernel (online softmax over key blocks, memory linear in N) only when queries, keys and values share
+one head dim and no float mask is given, so the trials are packed into the value dim and a learned distance
+bias is folded into extra query/key dims instead of being passed as an (N, N) mask:
 
     -alpha_h |x_i - x_j|^2 = 2 alpha_h x_i.x_j - alpha_h |x_j|^2 - alpha_h |x_i|^2,
 
-and the last term is constant along each query's row, which softmax ignores.
+and the last term is constant along each query's row, which softmax ignores. Windowed attention (neurons
+ordered along a Hilbert curve of their positions, each block attending to itself and its neighbours) holds
+its (H, N, 3 L) weights explicitly, linear in N.
 """
 
 from __future__ import annotations
@@ -24,8 +31,6 @@ from torch import nn
 
 from neurofit.models.interactions.base import Interaction, flatten_leading
 
-#: Logit given to padding keys in windowed attention: exp(-PAD) is exactly 0 in float32.
-_PAD_LOGIT = 1.0e4
 #: Elements of one block of logits in ``attention_map`` (keeps the analysis at ~256 MB of scratch).
 _MAP_BLOCK_ELEMENTS = 2**26
 
@@ -75,23 +80,25 @@ class FourierPositions(nn.Module):
 class NeuronAttention(Interaction):
     """Multi-head self-attention across the neurons of one recording, residual and gated.
 
-    new_drive_i = drive_i + gate * w_out . concat_h sum_j a^h_ij v^h_j, with
-    a^h_ij = softmax_j(q^h_i . k^h_j / sqrt(d) - alpha_h |x_i - x_j|^2 / scale^2). ``gate`` starts at 0, so at
-    initialisation the layer is exactly the plain model.
+    new_drive_i = drive_i + gate * sum_h sum_j a^h_ij v^h_j, with trial values
+    v^h_j = w_h . [LayerNorm(features_j), drive_j] + b_h and stimulus-independent weights
+    a^h_ij = softmax_j(q^h_i . k^h_j / sqrt(d) - alpha_h |x_i - x_j|^2 / scale^2), where q and k are linear
+    in [embedding_i, Fourier(position_i)]. ``gate`` starts at 0, so at initialisation the layer is exactly
+    the plain model.
 
     Args:
         n_neurons, embedding_dim, feature_dim, positions_um: as in ``Interaction``.
         heads: attention heads H.
-        head_dim: dims per head E of queries, keys and values; the distance bias and window padding use up to
-            4 of them, the rest come from the learned projections. Keep it a multiple of 8: the CPU flash
-            kernel is ~3x slower for odd sizes.
+        head_dim: dims per head E of queries and keys; the distance bias uses 4 of them, the rest come from the
+            learned projections. Keep it a multiple of 8: the CPU flash kernel is ~3x slower for odd sizes.
         fourier_features: random Fourier frequencies of position feeding queries and keys (0: none).
         fourier_scale_um: length scale of those frequencies, micrometres.
         locality: learn a per-head Gaussian distance bias (needs positions).
         locality_scale_um: distance unit of that bias, micrometres.
-        window: None for global attention (every neuron attends to all N); an int L for windowed attention:
-            neurons are ordered along a Hilbert curve of their positions and cut into blocks of L, and each
-            block attends to itself and its two neighbouring blocks (3L keys), so cost is linear in N.
+        window: None for global attention (every neuron attends to all N: O(N^2) time per trial, O(N) memory);
+            an int L for windowed attention: neurons are ordered along a Hilbert curve of their positions and
+            cut into blocks of L, and each block attends to itself and its two neighbouring blocks (3L keys),
+            so time and memory are linear in N.
 
     Forward: drive (B, [T,] N), features (B, [T,] N, C), embedding (N, D) -> drive (B, [T,] N).
     """
@@ -106,8 +113,8 @@ class NeuronAttention(Interaction):
         has_pos = positions_um is not None
         self.heads, self.head_dim, self.window = heads, head_dim, window
         self.locality = locality and has_pos
-        # Extra dims: 3 for x_i.x_j and 1 whose key entry carries -alpha |x_j|^2 or the padding logit.
-        self.n_extra = 4 if self.locality else (1 if window else 0)
+        # Extra dims: 3 for x_i.x_j and 1 whose key entry carries -alpha |x_j|^2.
+        self.n_extra = 4 if self.locality else 0
         self.qk_dim = head_dim - self.n_extra
         if self.qk_dim < 1:
             raise ValueError(f"head_dim={head_dim} must exceed the {self.n_extra} bias dims")
@@ -117,10 +124,8 @@ class NeuronAttention(Interaction):
         self.fourier = FourierPositions(fourier_features, fourier_scale_um) if use_fourier else None
         static_in = embedding_dim + (2 * fourier_features if self.fourier is not None else 0)
         self.norm = nn.LayerNorm(feature_dim)
-        self.qk_features = nn.Linear(feature_dim, 2 * heads * self.qk_dim, bias=False)
-        self.qk_static = nn.Linear(static_in, 2 * heads * self.qk_dim)
-        self.value = nn.Linear(feature_dim + 1, heads * head_dim)
-        self.out = nn.Linear(heads * head_dim, 1)
+        self.qk = nn.Linear(static_in, 2 * heads * self.qk_dim)
+        self.value = nn.Linear(feature_dim + 1, heads)
         self.gate = nn.Parameter(torch.zeros(()))
         # alpha starts at 0.1 per (locality_scale_um)^2: a mild preference for near neighbours.
         init_logit = torch.full((heads,), math.log(math.expm1(0.1)))
@@ -134,99 +139,91 @@ class NeuronAttention(Interaction):
             order = torch.arange(n_neurons)
         self.register_buffer("order", order)
         self.register_buffer("inverse_order", torch.argsort(order))
+        if window is not None:
+            # Window membership along the curve, -1 for padding: queries (nb, L) and keys (nb, 3L).
+            nb = -(-n_neurons // window)
+            tail = torch.full((nb * window - n_neurons + window,), -1)
+            padded = torch.cat([torch.full((window,), -1), order, tail])
+            self.register_buffer("window_queries", padded[window:-window].reshape(nb, window))
+            self.register_buffer("window_keys", padded.unfold(0, 3 * window, window))
 
     def locality_alpha(self) -> torch.Tensor | None:
         """Per-head distance-bias strength alpha_h >= 0 (H,), per (locality_scale_um)^2; None if disabled."""
         return None if self.locality_logit is None else F.softplus(self.locality_logit)
 
-    def _bias_dims(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Query and key extra dims (N, H, n_extra) whose dot product is the distance bias (up to a
-        per-query constant); None when there are none."""
+    def _queries_keys(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """embedding (N, D) -> queries, keys (H, N, E), the 1 / sqrt(d) scale already applied."""
         n, h = self.n_neurons, self.heads
+        static = embedding if self.fourier is None else torch.cat([embedding, self.fourier(self.positions_um)], -1)
+        q, k = self.qk(static).unflatten(-1, (2, h, self.qk_dim)).unbind(1)  # (N, H, qk_dim) each
+        q = q * self.qk_dim**-0.5
         alpha = self.locality_alpha()
         if alpha is not None:
             x = self.scaled_positions
-            q = torch.cat([x, torch.ones(n, 1, device=x.device)], -1)[:, None, :].expand(n, h, 4)
-            k = torch.cat([2 * alpha[None, :, None] * x[:, None, :],
+            x1 = torch.cat([x, torch.ones(n, 1, device=x.device)], -1)
+            q = torch.cat([q, x1[:, None, :].expand(n, h, 4)], -1)
+            k = torch.cat([k, 2 * alpha[None, :, None] * x[:, None, :],
                            -(alpha[None, :] * x.pow(2).sum(-1, keepdim=True))[..., None]], -1)
-            return q, k
-        if self.n_extra:
-            return self.gate.new_ones(n, h, 1), self.gate.new_zeros(n, h, 1)
-        return None
+        return q.transpose(0, 1), k.transpose(0, 1)
 
-    def _queries_keys(self, features: torch.Tensor, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """features (B, N, C), embedding (N, D) -> queries, keys (B, H, N, E), scale already applied."""
-        b, n, _ = features.shape
-        static = embedding if self.fourier is None else torch.cat([embedding, self.fourier(self.positions_um)], -1)
-        qk = self.qk_features(self.norm(features)) + self.qk_static(static)
-        q, k = qk.unflatten(-1, (2, self.heads, self.qk_dim)).unbind(2)  # (B, N, H, qk_dim) each
-        q = q * self.qk_dim**-0.5
-        extra = self._bias_dims()
-        if extra is not None:
-            q = torch.cat([q, extra[0].expand(b, -1, -1, -1)], -1)
-            k = torch.cat([k, extra[1].expand(b, -1, -1, -1)], -1)
-        return q.transpose(1, 2), k.transpose(1, 2)
-
-    def _values(self, drive: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """drive (B, N), features (B, N, C) -> values (B, H, N, E)."""
-        v = self.value(torch.cat([self.norm(features), drive[..., None]], -1))
-        return v.unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2)
+    def _window_weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Softmax weights of every query block over its 3L window keys: (H, nb, L, 3L), 0 on padding."""
+        queries, keys = self.window_queries, self.window_keys
+        qb = q[:, queries.clamp_min(0)]  # (H, nb, L, E)
+        kw = k[:, keys.clamp_min(0)]  # (H, nb, 3L, E)
+        logits = (qb @ kw.transpose(-1, -2)).masked_fill((keys < 0)[None, :, None, :], float("-inf"))
+        return logits.softmax(-1)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """(B, H, N, E) each -> attention output (B, H, N, E), global or windowed."""
+        """Queries, keys (H, N, E) and trial values (B, N, H) -> attended values (B, N, H)."""
+        b, n, h = v.shape
         if self.window is None:
-            return F.scaled_dot_product_attention(q, k, v, scale=1.0)
-        b, h, n, e = q.shape
-        L = self.window
-        nb = -(-n // L)
-        pad = nb * L - n
-        q, k, v = (t.index_select(2, self.order) for t in (q, k, v))
-        qb = F.pad(q, (0, 0, 0, pad)).reshape(b, h * nb, L, e)
-        pad_key = q.new_zeros(e)
-        pad_key[-1] = -_PAD_LOGIT
-        k = torch.cat([pad_key.expand(b, h, L, e), k, pad_key.expand(b, h, pad + L, e)], 2)
-        v = F.pad(v, (0, 0, L, pad + L))
-        # unfold gives (B, H, nb, E, 3L): the block itself and one block either side along the curve.
-        kw = k.unfold(2, 3 * L, L).transpose(-1, -2).reshape(b, h * nb, 3 * L, e)
-        vw = v.unfold(2, 3 * L, L).transpose(-1, -2).reshape(b, h * nb, 3 * L, e)
-        o = F.scaled_dot_product_attention(qb, kw, vw, scale=1.0).reshape(b, h, nb * L, e)[:, :, :n]
-        return o.index_select(2, self.inverse_order)
+            # Pack the trials into value vectors of the head dim the flash kernel needs: (G, H, N, E).
+            e = q.shape[-1]
+            g = -(-b // e)
+            packed = F.pad(v.permute(2, 1, 0), (0, g * e - b)).unflatten(-1, (g, e)).permute(2, 0, 1, 3)
+            o = F.scaled_dot_product_attention(q.expand(g, -1, -1, -1), k.expand(g, -1, -1, -1), packed, scale=1.0)
+            return o.permute(1, 2, 0, 3).flatten(2)[..., :b].permute(2, 1, 0)
+        weights = self._window_weights(q, k)  # (H, nb, L, 3L)
+        keys = self.window_keys
+        vw = v.permute(2, 1, 0)[:, keys.clamp_min(0)] * (keys >= 0)[None, :, :, None]  # (H, nb, 3L, B)
+        o = (weights @ vw).flatten(1, 2)  # (H, nb * L, B) along the curve
+        return o[:, self.inverse_order].permute(2, 1, 0)
 
     def forward(self, drive: torch.Tensor, features: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        x, lead = flatten_leading(drive, 1)
+        x, _ = flatten_leading(drive, 1)
         f, _ = flatten_leading(features, 2)
-        q, k = self._queries_keys(f, embedding)
-        o = self._attend(q, k, self._values(x, f))  # (B, H, N, E)
-        update = self.out(o.transpose(1, 2).flatten(2)).squeeze(-1)
+        values = self.value(torch.cat([self.norm(f), x[..., None]], -1))  # (B', N, H)
+        q, k = self._queries_keys(embedding)
+        update = self._attend(q, k, values).sum(-1)
         return (x + self.gate * update).reshape(drive.shape)
 
-    def _map_blocks(self, batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(query indices, key indices) per block of ``attention_map``, in original neuron order."""
+    def _map_blocks(self) -> Iterator[torch.Tensor]:
+        """Query indices per block of a global ``attention_map``."""
         n = self.n_neurons
-        if self.window is None:
-            keys = torch.arange(n, device=self.order.device)
-            rows = max(1, _MAP_BLOCK_ELEMENTS // (batch * self.heads * n))
-            for start in range(0, n, rows):
-                yield keys[start:start + rows], keys
-            return
-        L = self.window
-        for start in range(0, n, L):
-            yield self.order[start:start + L], self.order[max(0, start - L):start + 2 * L]
+        rows = max(1, _MAP_BLOCK_ELEMENTS // (self.heads * n))
+        queries = torch.arange(n, device=self.order.device)
+        for start in range(0, n, rows):
+            yield queries[start:start + rows]
 
     @torch.no_grad()
     def attention_map(self, drive: torch.Tensor, features: torch.Tensor, embedding: torch.Tensor,
                       heads: bool = True) -> torch.Tensor:
-        """Attention weights averaged over the batch (and time): (H, N, N) per head, or (N, N) averaged
-        over heads. Row i holds how much neuron i attends to each neuron j (rows sum to 1; zero outside
-        the window in windowed mode). Computed in query blocks, for analysis; the map itself is N x N.
-
-        drive (B, [T,] N) is unused by the weights but accepted so callers pass the same triple as forward.
+        """Attention weights (H, N, N) per head, or (N, N) averaged over heads. Row i holds how much neuron i
+        attends to each neuron j (rows sum to 1; zero outside the window in windowed mode). The weights do
+        not depend on the trial; ``drive`` and ``features`` are accepted so callers pass the same triple as
+        ``forward``. Computed in query blocks, for analysis; the map itself is N x N.
         """
-        f, _ = flatten_leading(features, 2)
-        q, k = self._queries_keys(f, embedding)
+        q, k = self._queries_keys(embedding)
         n = self.n_neurons
         out = q.new_zeros(self.heads, n, n)
-        for rows, keys in self._map_blocks(f.shape[0]):
-            logits = torch.einsum("bhqe,bhke->bhqk", q[:, :, rows], k[:, :, keys])
-            out[:, rows[:, None], keys[None, :]] = logits.softmax(-1).mean(0)
+        if self.window is None:
+            for rows in self._map_blocks():
+                out[:, rows] = (q[:, rows] @ k.transpose(-1, -2)).softmax(-1)
+        else:
+            weights = self._window_weights(q, k)
+            rows, keys = self.window_queries[:, :, None], self.window_keys[:, None, :]
+            valid = (rows >= 0) & (keys >= 0)
+            rows, keys = rows.expand_as(valid)[valid], keys.expand_as(valid)[valid]
+            out[:, rows, keys] = weights[:, valid]
         return out if heads else out.mean(0)

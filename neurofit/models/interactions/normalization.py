@@ -105,7 +105,7 @@ class DivisiveNormalization(Interaction):
         else:
             self.register_buffer("anchors", None)
             self.width_raw = self.distance_gain_raw = None
-        if grad_iterations is not None and not 1 <= grad_iterations:
+        if grad_iterations is not None and grad_iterations < 1:
             raise ValueError(f"grad_iterations must be >= 1 or null, got {grad_iterations}")
         self.iterations, self.grad_iterations, self.max_rate = iterations, grad_iterations, max_rate
 
