@@ -4,6 +4,15 @@ cortical distance, against a known coupling, and the ``RUN/attention/`` outputs 
 Pairs of neurons are not independent samples (each neuron is in N - 1 pairs), so significance comes from
 permutation tests that shuffle neuron labels (positions, or the truth matrix's rows and columns together);
 the textbook Spearman p-value is reported alongside as ``p_value_asymptotic`` and is optimistic.
+
+Comparing with the simulator's truth: attention weights and pools are non-negative, the true coupling J is
+signed (excitation within ~170 um, a weaker inhibitory surround beyond, which is most pairs), so a map is
+compared with |J| and with its excitatory and inhibitory parts separately, and with the normalisation pools
+(``TRUTH_REFERENCES``). Every comparison also gives ``distance_only_rho``, the score of a map that is any
+decreasing function of distance alone: a learned map adds information about the truth only where it beats it.
+Both interaction layers build a preference for near neighbours in at initialisation (attention's distance
+bias, the distance pools), so a map that falls off with distance shows what the architecture assumes as much
+as what was learned; ``untrained`` entries give the same numbers for the model before training.
 """
 
 from __future__ import annotations
@@ -32,6 +41,19 @@ from neurofit.io import write_json  # noqa: E402
 from neurofit.models.interactions.attention import spatial_order  # noqa: E402
 
 SUMMARY_FILE = "attention_vs_distance.json"
+#: Truth matrices a learned map is compared with, by name, with the description written into the JSON. J is
+#: the simulator's signed coupling and P its normalisation pools, (N, N), row i = what neuron i receives
+#: from neuron j (the orientation of the maps). Signed J itself is left out: a non-negative map cannot
+#: express sign, and rank-correlating it with signed J mixes "strong excitation" with "weak inhibition".
+TRUTH_REFERENCES: dict[str, str] = {
+    "coupling_abs": "|J|, strength of the true lateral coupling of either sign (zero diagonal)",
+    "coupling_excitatory": "max(J, 0), the excitatory near-neighbour coupling (ties at 0 for inhibitory pairs)",
+    "coupling_inhibitory": "max(-J, 0), the broader inhibitory surround (ties at 0 for excitatory pairs)",
+    "norm_pool": "P, the true divisive-normalisation pool weights (rows sum to 1)",
+}
+#: The reference reported as ``truth_correlation`` for each kind of map: attention mixes other neurons into
+#: the drive like lateral coupling does; pools are compared with the pools.
+PRIMARY_TRUTH = {"attention": "coupling_abs", "pool": "norm_pool"}
 #: Rows x neurons handled at once when binning all pairs (bounds scratch memory to ~100 MB).
 _PAIR_CHUNK = 2**23
 
@@ -121,6 +143,20 @@ def _sample_pairs(n: int, max_pairs: int, rng: np.random.Generator) -> tuple[np.
     return i, j
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of a 1-D array with ties given their average rank, as ``scipy.stats.rankdata``; about 4x
+    faster, which matters because the permutation tests rank 50,000 pairs a thousand times."""
+    values = np.asarray(values)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    first = np.concatenate([[True], ordered[1:] != ordered[:-1]])
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, len(values)))
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.repeat(starts + (sizes + 1) / 2, sizes)
+    return ranks
+
+
 def _permutation_spearman(weights: np.ndarray, pair_values: Callable[[np.ndarray, np.ndarray], np.ndarray],
                           n_permutations: int, max_pairs: int, seed: int) -> PairCorrelation:
     """Spearman rho between weights[i, j] and pair_values(i, j) over off-diagonal pairs; the null relabels
@@ -128,12 +164,12 @@ def _permutation_spearman(weights: np.ndarray, pair_values: Callable[[np.ndarray
     n = weights.shape[0]
     rng = np.random.default_rng(seed)
     i, j = _sample_pairs(n, max_pairs, rng)
-    w_rank = stats.rankdata(weights[i, j])
+    w_rank = average_ranks(weights[i, j])
     rho, p_asym = stats.spearmanr(w_rank, pair_values(i, j))
     exceed = 0
     for _ in range(n_permutations):
         perm = rng.permutation(n)
-        null = np.corrcoef(w_rank, stats.rankdata(pair_values(perm[i], perm[j])))[0, 1]
+        null = np.corrcoef(w_rank, average_ranks(pair_values(perm[i], perm[j])))[0, 1]
         exceed += abs(null) >= abs(rho)
     p_perm = (exceed + 1) / (n_permutations + 1) if n_permutations else float("nan")
     return PairCorrelation(float(rho), float(p_perm), float(p_asym), len(i), n_permutations)
@@ -156,6 +192,54 @@ def truth_correlation(weights: np.ndarray, truth: np.ndarray, n_permutations: in
     weights = _check_square(weights)
     truth = _check_square(truth, weights.shape[0])
     return _permutation_spearman(weights, lambda i, j: truth[i, j], n_permutations, max_pairs, seed)
+
+
+def truth_references(coupling: np.ndarray | None = None,
+                     norm_pool: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The ``TRUTH_REFERENCES`` matrices (each (N, N)) from the simulator's signed coupling J (N, N) and
+    pools P (N, N), both in the maps' neuron order and orientation; absent inputs give no entries."""
+    refs: dict[str, np.ndarray] = {}
+    if coupling is not None:
+        coupling = _check_square(coupling)
+        refs["coupling_abs"] = np.abs(coupling)
+        refs["coupling_excitatory"] = np.maximum(coupling, 0.0)
+        refs["coupling_inhibitory"] = np.maximum(-coupling, 0.0)
+    if norm_pool is not None:
+        refs["norm_pool"] = _check_square(norm_pool)
+    return refs
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _correlation_entry(corr: PairCorrelation) -> dict:
+    """JSON form of a PairCorrelation (a constant map or reference gives rho null rather than NaN)."""
+    return {key: _finite(value) if isinstance(value, float) else value for key, value in asdict(corr).items()}
+
+
+def truth_comparisons(weights: np.ndarray, positions_um: np.ndarray, references: dict[str, np.ndarray],
+                      n_permutations: int = 1000, max_pairs: int = 50_000, seed: int = 0) -> dict[str, dict]:
+    """A learned map (N, N) against each truth matrix in ``references`` (name -> (N, N), same neuron order),
+    diagonal excluded: the ``truth_correlation`` fields plus ``distance_only_rho``, Spearman rho of the
+    reference with minus the cortical distance (positions (N, 3) um) over the same pairs, i.e. what any map
+    that decreases with distance alone would score, and ``description``. References that are constant over
+    the pairs (e.g. no inhibition planted) carry no rank information and are left out."""
+    weights = _check_square(weights)
+    pos = np.asarray(positions_um, dtype=np.float64)
+    # The same pair sample as truth_correlation draws with this seed.
+    i, j = _sample_pairs(weights.shape[0], max_pairs, np.random.default_rng(seed))
+    minus_distance = -np.linalg.norm(pos[i] - pos[j], axis=1)
+    out = {}
+    for name, truth in references.items():
+        values = _check_square(truth, weights.shape[0])[i, j]
+        if np.ptp(values) == 0:
+            continue
+        corr = truth_correlation(weights, truth, n_permutations, max_pairs, seed)
+        out[name] = {**_correlation_entry(corr),
+                     "distance_only_rho": _finite(stats.spearmanr(minus_distance, values)[0]),
+                     "description": TRUTH_REFERENCES.get(name, name)}
+    return out
 
 
 def _block_average(image: np.ndarray, max_pixels: int) -> np.ndarray:
@@ -215,23 +299,51 @@ def _json_list(values: np.ndarray) -> list[float | None]:
     return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=np.float64)]
 
 
-def distance_summary(weights: np.ndarray, positions_um: np.ndarray, label: str, truth: np.ndarray | None = None,
+def distance_summary(weights: np.ndarray, positions_um: np.ndarray, label: str,
+                     references: dict[str, np.ndarray] | None = None, untrained: np.ndarray | None = None,
                      n_permutations: int = 1000, n_boot: int = 1000, seed: int = 0) -> tuple[dict, DistanceCurve]:
-    """The JSON entry for one map: ``spearman_rho``, ``p_value`` (permutation), ``p_value_asymptotic``,
-    ``distance_bins_um`` (bin centres), ``distance_bin_edges_um``, ``mean_<label>``, ``ci_low``, ``ci_high``,
-    ``pair_counts`` and, with ``truth`` (N, N), ``truth_correlation`` {rho, p_value, ...}."""
+    """The JSON entry for one map (N, N) with positions (N, 3) um: ``spearman_rho``, ``p_value``
+    (permutation), ``p_value_asymptotic``, ``distance_bins_um`` (bin centres), ``distance_bin_edges_um``,
+    ``mean_<label>``, ``ci_low``, ``ci_high``, ``pair_counts``.
+
+    With ``references`` (``truth_references``): ``truth_correlations`` {name: {rho, p_value, ...,
+    distance_only_rho, description}} and ``truth_correlation``, the entry of the primary reference for this
+    label (``PRIMARY_TRUTH``) with its name under ``reference``. With ``untrained`` (N, N), the same map of
+    the model before training: ``untrained`` {spearman_rho, p_value, truth_correlation}.
+    """
     corr = distance_correlation(weights, positions_um, n_permutations=n_permutations, seed=seed)
     curve = distance_curve(weights, positions_um, n_boot=n_boot, seed=seed)
     entry = {
-        "spearman_rho": corr.rho, "p_value": corr.p_value, "p_value_asymptotic": corr.p_value_asymptotic,
+        "spearman_rho": _finite(corr.rho), "p_value": corr.p_value, "p_value_asymptotic": corr.p_value_asymptotic,
         "n_pairs": corr.n_pairs, "n_permutations": corr.n_permutations,
         "distance_bins_um": _json_list(curve.centers_um), "distance_bin_edges_um": _json_list(curve.edges_um),
         f"mean_{label}": _json_list(curve.mean), "ci_low": _json_list(curve.ci_low),
         "ci_high": _json_list(curve.ci_high), "pair_counts": [int(c) for c in curve.counts],
     }
-    if truth is not None:
-        entry["truth_correlation"] = asdict(truth_correlation(weights, truth, n_permutations, seed=seed))
+    primary = _primary_reference(label, references or {})
+    if references:
+        comparisons = truth_comparisons(weights, positions_um, references, n_permutations, seed=seed)
+        entry["truth_correlations"] = comparisons
+        if primary in comparisons:
+            entry["truth_correlation"] = {**comparisons[primary], "reference": primary}
+    if untrained is not None:
+        before = distance_correlation(untrained, positions_um, n_permutations=n_permutations, seed=seed)
+        entry["untrained"] = {"spearman_rho": _finite(before.rho), "p_value": before.p_value}
+        if primary is not None:
+            truth = truth_comparisons(untrained, positions_um, {primary: references[primary]}, n_permutations,
+                                      seed=seed)
+            if primary in truth:
+                entry["untrained"]["truth_correlation"] = {**truth[primary], "reference": primary}
     return entry, curve
+
+
+def _primary_reference(label: str, references: dict[str, np.ndarray]) -> str | None:
+    """The reference reported as ``truth_correlation``: ``PRIMARY_TRUTH[label]`` where given, else the first
+    one available (a caller with only one kind of truth still gets a headline number)."""
+    preferred = PRIMARY_TRUTH.get(label)
+    if preferred in references:
+        return preferred
+    return next(iter(references), None)
 
 
 def _write_zarr_atomic(ds: xr.Dataset, path: Path) -> None:
@@ -253,14 +365,18 @@ def _update_json(path: Path, name: str, entry: dict) -> None:
 def write_interaction_outputs(out_dir: str | os.PathLike, name: str, unit_id: np.ndarray, positions_um: np.ndarray,
                               attention: np.ndarray | None = None, attention_per_head: np.ndarray | None = None,
                               pools: np.ndarray | None = None, truth: np.ndarray | None = None,
-                              truth_pools: np.ndarray | None = None, n_permutations: int = 1000,
+                              truth_pools: np.ndarray | None = None, untrained_attention: np.ndarray | None = None,
+                              untrained_pools: np.ndarray | None = None, n_permutations: int = 1000,
                               n_boot: int = 1000, seed: int = 0) -> dict:
     """Write ``OUT/NAME.zarr``, the recording's entry in ``OUT/attention_vs_distance.json`` (merged with
     other recordings already there) and figures ``OUT/NAME_attention.png`` / ``OUT/NAME_pools.png``.
 
     All maps are in the order of ``unit_id`` (N,), both axes; positions_um (N, 3) um. attention (N, N),
-    averaged over heads and stimuli; attention_per_head (H, N, N); pools (N, N) normalisation pools;
-    truth / truth_pools (N, N) true coupling / pool strengths for the recovery test (optional).
+    averaged over heads and stimuli; attention_per_head (H, N, N); pools (N, N) normalisation pools.
+    Optional simulator truth for the recovery test: truth (N, N), the signed lateral coupling J (row i
+    receives from column j), and truth_pools (N, N), the normalisation pools; each map is compared with all
+    ``truth_references`` of them (``distance_summary``). untrained_attention / untrained_pools (N, N): the
+    same maps of the model before training, reported under ``untrained`` and stored in the zarr.
     Returns the JSON entry: the attention keys at top level, pool keys under ``pools_vs_distance``.
     """
     if attention is None and pools is None:
@@ -269,23 +385,31 @@ def write_interaction_outputs(out_dir: str | os.PathLike, name: str, unit_id: np
     out.mkdir(parents=True, exist_ok=True)
     pos = np.asarray(positions_um, dtype=np.float64)
     unit_id = np.asarray(unit_id)
+    references = truth_references(truth, truth_pools)
     coords = {"unit_id": ("neuron", unit_id), "key_unit_id": ("neuron_key", unit_id),
               **{axis: ("neuron", pos[:, d]) for d, axis in enumerate(("x_um", "y_um", "z_um"))}}
     data: dict[str, tuple] = {}
     entry: dict = {"n_neurons": len(unit_id)}
+    pair = ("neuron", "neuron_key")
     if attention is not None:
-        data["attention"] = (("neuron", "neuron_key"), np.asarray(attention, dtype=np.float32))
-        summary, curve = distance_summary(attention, pos, "attention", truth, n_permutations, n_boot, seed)
+        data["attention"] = (pair, np.asarray(attention, dtype=np.float32))
+        summary, curve = distance_summary(attention, pos, "attention", references, untrained_attention,
+                                          n_permutations, n_boot, seed)
         entry.update(summary)
         summary_figure(attention, pos, curve, out / f"{name}_attention.png", "attention")
+        if untrained_attention is not None:
+            data["untrained_attention"] = (pair, np.asarray(untrained_attention, dtype=np.float32))
     if attention_per_head is not None:
         data["attention_per_head"] = (("head", "neuron", "neuron_key"),
                                       np.asarray(attention_per_head, dtype=np.float32))
     if pools is not None:
-        data["pools"] = (("neuron", "neuron_key"), np.asarray(pools, dtype=np.float32))
-        summary, curve = distance_summary(pools, pos, "pool", truth_pools, n_permutations, n_boot, seed)
+        data["pools"] = (pair, np.asarray(pools, dtype=np.float32))
+        summary, curve = distance_summary(pools, pos, "pool", references, untrained_pools, n_permutations,
+                                          n_boot, seed)
         entry["pools_vs_distance"] = summary
         summary_figure(pools, pos, curve, out / f"{name}_pools.png", "pool")
+        if untrained_pools is not None:
+            data["untrained_pools"] = (pair, np.asarray(untrained_pools, dtype=np.float32))
     attrs = {"recording": name, "description": "row i = how much neuron i attends to / is normalised by "
                                                "neuron j; both axes in the order of unit_id"}
     _write_zarr_atomic(xr.Dataset(data, coords=coords, attrs=attrs), out / f"{name}.zarr")

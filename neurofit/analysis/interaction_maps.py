@@ -4,10 +4,11 @@ heads, and divisive-normalisation pools, with the simulator's true coupling and 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+import xarray as xr
 
 from neurofit.data.datamodule import load_arrays, tier_trials
 from neurofit.data.store import open_truth
@@ -66,16 +67,57 @@ def extract_maps(run: Run, data: str | os.PathLike, recording: str, tier: str = 
     pools = None if norm_layer is None else norm_layer.pool_matrix(embedding).numpy()
     truth = open_truth(data, recording)
     spec = run.specs[recording]
+    unit_id = np.asarray(spec.unit_id)
     return InteractionMaps(
-        unit_id=np.asarray(spec.unit_id),
+        unit_id=unit_id,
         positions_um=np.asarray(spec.coords_um, dtype=np.float64).reshape(-1, 3),
         attention=None if per_head is None else per_head.mean(axis=0),
         attention_per_head=per_head,
         pools=pools,
-        truth_coupling=_truth_matrix(truth, "coupling"),
-        truth_pools=_truth_matrix(truth, "norm_pool"),
+        truth_coupling=truth_matrix(truth, "coupling", unit_id, f"{data}: {recording}"),
+        truth_pools=truth_matrix(truth, "norm_pool", unit_id, f"{data}: {recording}"),
     )
 
 
-def _truth_matrix(truth, key: str) -> np.ndarray | None:
-    return None if truth is None or key not in truth else np.asarray(truth[key].values)
+def truth_matrix(truth: xr.Dataset | None, key: str, unit_id: np.ndarray,
+                 where: str = "truth") -> np.ndarray | None:
+    """The truth's (neuron, neuron_key) matrix ``key`` with both axes put in the order of ``unit_id`` (N,),
+    the order of the maps; None where the truth or the variable is absent.
+
+    Rows and columns are matched through the truth's ``unit_id`` coordinate when it has one, so a truth
+    stored in another neuron order cannot be silently compared with the wrong neurons; without the
+    coordinate the truth must already be in map order. Raises DataError if neurons are missing or the
+    shape differs.
+    """
+    if truth is None or key not in truth:
+        return None
+    matrix = np.asarray(truth[key].values)
+    n = len(unit_id)
+    if "unit_id" not in truth.coords:
+        if matrix.shape != (n, n):
+            raise DataError(f"{where}: truth {key!r} has shape {matrix.shape}, expected ({n}, {n})")
+        return matrix
+    stored = np.asarray(truth["unit_id"].values).tolist()
+    if matrix.shape != (len(stored), len(stored)):
+        raise DataError(f"{where}: truth {key!r} has shape {matrix.shape} for {len(stored)} units")
+    position = {u: k for k, u in enumerate(stored)}
+    missing = [u for u in unit_id.tolist() if u not in position]
+    if missing:
+        raise DataError(f"{where}: truth {key!r} lacks unit_id(s) {missing[:5]} of the fitted model")
+    index = np.array([position[u] for u in unit_id.tolist()])
+    return matrix[np.ix_(index, index)]
+
+
+def untrained_run(run: Run) -> Run:
+    """The run's model as ``neurofit fit`` built it before training: same config, recordings and seed, so the
+    same initial parameters (readout positions excepted: fit then moves them to RF centres mapped from the
+    data, which neither attention maps nor pools use), in eval mode. Its maps show what the architecture
+    alone assumes (attention's distance bias and the distance pools prefer near neighbours from the start),
+    the reference against which training is judged."""
+    from neurofit.training.module import EncoderModule
+
+    # A private RNG state: the caller's torch random stream is left as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(run.config.get("training", {}).get("seed", 0)))
+        module = EncoderModule(run.config, [spec.to_dict() for spec in run.specs.values()])
+    return replace(run, encoder=module.encoder.eval())

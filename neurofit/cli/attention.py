@@ -16,6 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--tier", default="test", help="trials to average the maps over")
     parser.add_argument("--max-trials", type=int, default=256)
     parser.add_argument("--permutations", type=int, default=1000, help="permutations for the p-values")
+    parser.add_argument("--no-untrained", dest="untrained", action="store_false",
+                        help="skip the reference maps of the model before training (reported as 'untrained')")
     parser.set_defaults(handler=_attention)
 
 
@@ -23,7 +25,7 @@ def _attention(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from neurofit.analysis.attention import write_interaction_outputs
-    from neurofit.analysis.interaction_maps import extract_maps
+    from neurofit.analysis.interaction_maps import extract_maps, untrained_run
     from neurofit.errors import DataError
     from neurofit.run import load_run
 
@@ -34,16 +36,31 @@ def _attention(args: argparse.Namespace) -> int:
     if unknown:
         raise DataError(f"{args.run}: no recording(s) {unknown} (has {list(run.specs)})")
     out = Path(args.run) / "attention"
+    before = None
     for name in names:
         maps = extract_maps(run, data, name, args.tier, args.max_trials)
+        if args.untrained and before is None:  # built only once the run is known to have interactions
+            before = untrained_run(run)
+        start = None if before is None else extract_maps(before, data, name, args.tier, args.max_trials)
         entry = write_interaction_outputs(
             out, name, maps.unit_id, maps.positions_um, attention=maps.attention,
             attention_per_head=maps.attention_per_head, pools=maps.pools, truth=maps.truth_coupling,
-            truth_pools=maps.truth_pools, n_permutations=args.permutations)
-        brief = {k: entry.get(k) for k in ("spearman_rho", "p_value", "truth_correlation") if k in entry}
+            truth_pools=maps.truth_pools, untrained_attention=None if start is None else start.attention,
+            untrained_pools=None if start is None else start.pools, n_permutations=args.permutations)
+        brief = _brief(entry)
         if "pools_vs_distance" in entry:
-            brief["pools"] = {k: entry["pools_vs_distance"].get(k) for k in ("spearman_rho", "p_value",
-                                                                             "truth_correlation")}
+            brief["pools"] = _brief(entry["pools_vs_distance"])
         print(f"{name}: {json.dumps(brief, default=float)}")
     print(f"wrote {out}")
     return 0
+
+
+def _brief(summary: dict) -> dict:
+    """The headline numbers of one map's JSON entry for the terminal: distance rho and p, the primary truth
+    correlation (rho, p, its reference), and the untrained model's distance rho."""
+    brief = {k: summary[k] for k in ("spearman_rho", "p_value") if k in summary}
+    if "truth_correlation" in summary:
+        brief["truth_correlation"] = {k: summary["truth_correlation"][k] for k in ("rho", "p_value", "reference")}
+    if "untrained" in summary:
+        brief["untrained_spearman_rho"] = summary["untrained"]["spearman_rho"]
+    return brief

@@ -1,0 +1,91 @@
+"""Planted-truth tests for neuron interactions (issue 4 item 5): simulate mouse V1 with known lateral coupling
+and normalisation pools, fit interaction models through ``neurofit fit``, map them with ``neurofit attention``
+and compare with the truth.
+
+What a map that "falls off with cortical distance" proves depends on the model. The shipped configs build a
+preference for near neighbours in before any training (attention's distance bias starts at alpha = 0.1 per
+(100 um)^2; the normalisation pools include Gaussian distance pools), and on this simulator their untrained
+maps fall off with distance *more* steeply than trained ones (150 neurons, 2000 images, 10 epochs, seed 0:
+attention rho -0.96 untrained, -0.57 trained, although the learned alpha doubles; pools -0.95 and -0.97).
+Hence two tests:
+
+* ``test_planted_structure_is_reported_end_to_end`` (fast): the shipped attention + normalisation config,
+  one short epoch. Its maps are local by construction, so this checks the pipeline, not learning: maps,
+  positions and truth reach the analysis in the same neuron order and orientation, and the truth comparison
+  uses meaningful references (against the signed coupling, which most pairs see as weak long-range
+  inhibition, a perfectly local map scored negative).
+* ``test_attention_learns_cortical_locality`` (slow): attention without the distance bias, so locality can
+  only come from training. Measured (untrained -> trained rho vs distance; rho vs |J|): seed 0 -0.03 -> -0.50,
+  |J| 0.00 -> 0.35; seed 1 -0.33 -> -0.74, 0.21 -> 0.53; seed 2 +0.12 -> -0.28, -0.09 -> 0.21.
+
+The locality learned is not specific to the planted interactions: with coupling and lateral normalisation
+switched off (``coupling_strength=0, norm_length_um=1``, same neurons) the same fits end at rho -0.60, +0.24
+and -0.59. Neighbours see the same part of the screen, so their drives are informative about a neuron's
+response whether or not they are coupled, and the simulator's interactions act on noise-free drives, i.e.
+they are a function of the stimulus that the core and readout can also represent. So the truth correlation
+asserted here is the one that cortical distance alone explains (``distance_only_rho``), not a recovery of the
+coupling beyond it. The divisive-normalisation layer learns too little at this scale to test: in 10 epochs
+its pool gains move from 0.05 to ~0.06 and its exponent stays at p = 1, the edge of its sigmoid range, where
+its gradient is ~1e-6.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from neurofit.analysis.attention import SUMMARY_FILE
+from neurofit.cli import main
+from neurofit.data.simulate.v1 import simulate_v1_store
+
+#: Shared simulator settings: one mouse, 40 test images shown 4 times (the maps average over them).
+TEST_STIMULI = {"test_images": 40, "test_repeats": 4}
+#: Attention whose only knowledge of position is a Fourier code feeding queries and keys (no distance bias).
+ATTENTION_WITHOUT_LOCALITY = ("model.interactions=[{name: attention, heads: 4, head_dim: 16, "
+                              "fourier_features: 16, locality: false}]")
+
+
+def _fit_and_map(store: Path, run: Path, config: str, seed: int, epochs: int, overrides: list[str],
+                 permutations: int = 200) -> dict:
+    """``neurofit fit`` then ``neurofit attention`` in-process; returns the recording's JSON entry."""
+    sets = [arg for override in overrides for arg in ("--set", override)]
+    assert main(["fit", "--data", str(store), "--config", f"configs/{config}.yaml", "--out", str(run),
+                 "--seed", str(seed), "--max-epochs", str(epochs), *sets]) == 0
+    assert main(["attention", str(run), "--permutations", str(permutations)]) == 0
+    return json.loads((run / "attention" / SUMMARY_FILE).read_text())["mouse0"]
+
+
+def test_planted_structure_is_reported_end_to_end(tmp_path):
+    store = simulate_v1_store(tmp_path / "v1.zarr", recordings=1, neurons=100, seed=0, train_images=300,
+                              validation_images=60, **TEST_STIMULI)
+    entry = _fit_and_map(store, tmp_path / "run", "attention_normalization", seed=0, epochs=1,
+                         overrides=["model.core.channels=8", "model.core.layers=1"], permutations=100)
+    pools = entry["pools_vs_distance"]
+    for summary, reference in ((entry, "coupling_abs"), (pools, "norm_pool")):
+        assert summary["spearman_rho"] < -0.5 and summary["p_value"] < 0.05
+        truth = summary["truth_correlation"]
+        assert truth["reference"] == reference
+        assert truth["rho"] > 0.3 and truth["p_value"] < 0.05
+        assert set(summary["truth_correlations"]) == {"coupling_abs", "coupling_excitatory",
+                                                      "coupling_inhibitory", "norm_pool"}
+        # The prior at work: before training the map is as local (the distance bias / distance pools).
+        assert summary["untrained"]["spearman_rho"] < -0.5
+    assert pools["truth_correlation"]["rho"] > 0.8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 2])  # seed 2 learned the least locality of seeds 0-2
+def test_attention_learns_cortical_locality(tmp_path, seed):
+    store = simulate_v1_store(tmp_path / "v1.zarr", recordings=1, neurons=150, seed=seed, train_images=2000,
+                              validation_images=200, **TEST_STIMULI)
+    entry = _fit_and_map(store, tmp_path / "run", "attention", seed=seed, epochs=10,
+                         overrides=[ATTENTION_WITHOUT_LOCALITY])
+    untrained, truth = entry["untrained"], entry["truth_correlation"]
+    assert entry["spearman_rho"] < 0 and entry["p_value"] < 0.05
+    # Learned, not inherited: markedly more local than the same model before training (by 0.40-0.46).
+    assert entry["spearman_rho"] < untrained["spearman_rho"] - 0.2
+    assert truth["reference"] == "coupling_abs"
+    assert truth["rho"] > 0.1 and truth["p_value"] < 0.05
+    assert truth["rho"] > untrained["truth_correlation"]["rho"] + 0.15
