@@ -286,3 +286,12 @@ def test_registry_builds_stacks_and_rejects_unknown_names(inputs):
         build_interaction("attention", **dims, n_heads=3)
     with pytest.raises(ConfigError, match="per layer"):
         build_interaction("attention+normalization", **dims, heads=2)
+
+
+def test_normalization_exponent_learns_from_its_default_start(inputs):
+    """p starts at 1 inside its range, so a loss that wants stronger normalisation moves it."""
+    layer = _normalization(inputs)
+    assert abs(float(layer.exponent()) - 1.0) < 1e-5
+    u = inputs["drive"].abs() + 0.5
+    layer(u, inputs["features"], inputs["embedding"]).sum().backward()
+    assert abs(float(layer.exponent_logit.grad)) > 1e-2

@@ -30,6 +30,9 @@ from neurofit.models.interactions.base import Interaction, flatten_leading
 
 #: Smallest rate fed to log(): zero drive gives r ~ 0 with finite gradients instead of log(0).
 _MIN_RATE = 1.0e-6
+#: Range of the learned exponent p. The usual start p = 1 sits a fifth of the way in, where the sigmoid still
+#: passes gradient; at the edge of the range (the former lower bound 1) p could not move at all.
+_EXPONENT_RANGE = (0.5, 3.0)
 
 
 def _inverse_softplus(y: float) -> float:
@@ -61,7 +64,7 @@ class DivisiveNormalization(Interaction):
         anchor_spacing_um: grid spacing of the distance-pool anchors; the pool's width is learned, at least
             about 1.4x this spacing.
         max_anchors: cap on anchors M (cost is O(N M) per iteration).
-        exponent: initial p, kept in [1, 3] by a sigmoid; the default 1 with sigma = 1 and weak pools starts
+        exponent: initial p, kept in [0.5, 3] by a sigmoid; the default 1 with sigma = 1 and weak pools starts
             close to the plain model.
         pool_gain: initial gains g_e, g_x and self-normalisation b.
         tau_pool_frames, tau_adapt_frames: initial time constants of the population and self filters (frames;
@@ -84,11 +87,12 @@ class DivisiveNormalization(Interaction):
                  pool_gain: float = 0.05, tau_pool_frames: float = 5.0, tau_adapt_frames: float = 20.0,
                  iterations: int = 30, grad_iterations: int | None = 8, max_rate: float = 1.0e3) -> None:
         super().__init__(n_neurons, embedding_dim, feature_dim, positions_um)
-        if not 1.0 <= exponent <= 3.0:
-            raise ValueError(f"exponent must be in [1, 3], got {exponent}")
+        lo, hi = _EXPONENT_RANGE
+        if not lo <= exponent <= hi:
+            raise ValueError(f"exponent must be in [{lo}, {hi}], got {exponent}")
         if rank == 0 and not (distance_pool and positions_um is not None):
             raise ValueError("normalisation needs a pool: rank > 0 or distance_pool with positions")
-        frac = min(max((exponent - 1.0) / 2.0, 1e-3), 1 - 1e-3)
+        frac = min(max((exponent - lo) / (hi - lo), 1e-3), 1 - 1e-3)
         self.exponent_logit = nn.Parameter(torch.tensor(math.log(frac / (1 - frac))))
         self.sigma_raw = nn.Parameter(torch.full((n_neurons,), _inverse_softplus(1.0 - 1e-2)))
         self.adapt_raw = nn.Parameter(torch.full((n_neurons,), _inverse_softplus(pool_gain)))
@@ -110,8 +114,9 @@ class DivisiveNormalization(Interaction):
         self.iterations, self.grad_iterations, self.max_rate = iterations, grad_iterations, max_rate
 
     def exponent(self) -> torch.Tensor:
-        """p in [1, 3] (scalar)."""
-        return 1.0 + 2.0 * torch.sigmoid(self.exponent_logit)
+        """p in [0.5, 3] (scalar)."""
+        lo, hi = _EXPONENT_RANGE
+        return lo + (hi - lo) * torch.sigmoid(self.exponent_logit)
 
     def sigma(self) -> torch.Tensor:
         """Semi-saturation constants sigma_i > 0 (N,), normalised response units."""
