@@ -161,7 +161,12 @@ def _fit_encoder(module, cfg: dict, dm: NeuralDataModule, specs: list[dict], out
     if ckpt is None:  # a resumed run takes its positions from the checkpoint
         from neurofit.training.readout_init import init_readout_positions
 
-        init_readout_positions(module.encoder, dm.recordings)
+        mapped_at = time.time()
+        strengths = init_readout_positions(module.encoder, dm.recordings)
+        if strengths and progress and is_launcher_rank():
+            print(f"readout positions start at RF centres mapped from the training data of {len(strengths)} "
+                  f"recording(s) in {time.time() - mapped_at:.1f} s (median response-energy correlation "
+                  f"{np.median(list(strengths.values())):.2f})")
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
     if not trainer.is_global_zero:
         return None
