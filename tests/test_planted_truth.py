@@ -24,9 +24,9 @@ and -0.59. Neighbours see the same part of the screen, so their drives are infor
 response whether or not they are coupled, and the simulator's interactions act on noise-free drives, i.e.
 they are a function of the stimulus that the core and readout can also represent. So the truth correlation
 asserted here is the one that cortical distance alone explains (``distance_only_rho``), not a recovery of the
-coupling beyond it. The divisive-normalisation layer learns too little at this scale to test: in 10 epochs
-its pool gains move from 0.05 to ~0.06 and its exponent stays at p = 1, the edge of its sigmoid range, where
-its gradient is ~1e-6.
+coupling beyond it. The divisive-normalisation layer learned too little at this scale to test: in 10 epochs
+its pool gains moved from 0.05 to ~0.06 (measured while its exponent still started at p = 1 on the saturated
+edge of its range; the range is now [0.5, 3], so p can move).
 """
 
 from __future__ import annotations
