@@ -372,7 +372,7 @@ def write_interaction_outputs(out_dir: str | os.PathLike, name: str, unit_id: np
     other recordings already there) and figures ``OUT/NAME_attention.png`` / ``OUT/NAME_pools.png``.
 
     All maps are in the order of ``unit_id`` (N,), both axes; positions_um (N, 3) um. attention (N, N),
-    averaged over heads and stimuli; attention_per_head (H, N, N); pools (N, N) normalisation pools.
+    averaged over heads; attention_per_head (H, N, N); pools (N, N) normalisation pools.
     Optional simulator truth for the recovery test: truth (N, N), the signed lateral coupling J (row i
     receives from column j), and truth_pools (N, N), the normalisation pools; each map is compared with all
     ``truth_references`` of them (``distance_summary``). untrained_attention / untrained_pools (N, N): the

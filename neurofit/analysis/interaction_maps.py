@@ -1,5 +1,6 @@
-"""Extract a fitted run's learned interaction structure: attention maps averaged over held-out stimuli and
-heads, and divisive-normalisation pools, with the simulator's true coupling and pools where they exist."""
+"""Extract a fitted run's learned interaction structure: attention maps (a property of the population, the same
+for every stimulus; per head and averaged over heads) and divisive-normalisation pools, with the simulator's
+true coupling and pools where they exist."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from neurofit.run import Run
 @dataclass
 class InteractionMaps:
     """One recording's maps, both axes in unit_id order. attention (N, N) and attention_per_head (H, N, N):
-    row i = how much neuron i attends to neuron j, averaged over stimuli; pools (N, N): how strongly neuron j
+    row i = how much neuron i attends to neuron j (the same for any stimulus); pools (N, N): how strongly neuron j
     normalises neuron i. truth_coupling / truth_pools: the simulator's ground truth, (N, N), or None."""
 
     unit_id: np.ndarray
