@@ -29,9 +29,9 @@ def mapping_samples(arrays: RecordingArrays, max_samples: int, lag_frames: int) 
         return stim[keep], resp[keep]
     frames = resp.shape[1]
     lag = max(1, min(lag_frames, frames - 1))
-    mask = data.get("response_mask")
-    valid = np.isfinite(resp).all(2) if mask is None else np.asarray(mask, bool).reshape(resp.shape[:2])
-    valid = valid & np.isfinite(resp).all(2)
+    valid = np.isfinite(resp).all(2)  # (trial, frame); padded frames may hold NaN
+    if data.get("response_mask") is not None:
+        valid &= np.asarray(data["response_mask"], bool)
     later = np.stack([resp[:, k:frames - lag + k] for k in range(1, lag + 1)]).mean(0)
     ok = np.stack([valid[:, k:frames - lag + k] for k in range(0, lag + 1)]).all(0)
     return stim[:, :frames - lag][ok], later[ok]
