@@ -296,7 +296,7 @@ def summary_figure(weights: np.ndarray, positions_um: np.ndarray, curve: Distanc
 
 
 def _json_list(values: np.ndarray) -> list[float | None]:
-    return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=np.float64)]
+    return [_finite(v) for v in np.asarray(values, dtype=np.float64)]
 
 
 def distance_summary(weights: np.ndarray, positions_um: np.ndarray, label: str,
