@@ -63,6 +63,7 @@ def test_ridge_and_ln_baselines(tiny_store, tmp_path):
     ("missing", "no such store"),
     ("nan", "NaN or inf"),
     ("unknown_core", "unknown core 'resnet9000'"),
+    ("bad_readout_option", "position_init must be null or 'rf_map'"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, case, message):
     store = tmp_path / "data.zarr"
@@ -77,10 +78,11 @@ def test_bad_input_gives_one_clear_line(tmp_path, case, message):
         import zarr
 
         zarr.open_group(str(store)).attrs["neurofit_store"] = {"format_version": "1", "recordings": ["m0"]}
-    elif case == "unknown_core":
+    elif case in ("unknown_core", "bad_readout_option"):
         ds, _ = tiny_recording()
         write_store(store, {"m0": ds})
-        extra = ["--set", "model.core.name=resnet9000"]
+        bad = "model.core.name=resnet9000" if case == "unknown_core" else "model.readout.position_init=x"
+        extra = ["--set", bad]
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "neurofit", "fit", "--data", str(store), "--config",
                            "configs/default.yaml", "--out", str(out), *extra], capture_output=True, text=True)
@@ -88,7 +90,7 @@ def test_bad_input_gives_one_clear_line(tmp_path, case, message):
     assert proc.returncode == 2
     assert len(err) == 1 and err[0].startswith("neurofit: error:") and message in err[0], proc.stderr
     if case != "missing":
-        assert str(store) in err[0] or "model.core" in err[0]
+        assert str(store) in err[0] or "model.core" in err[0] or "model.readout" in err[0]
     assert not out.exists()  # nothing half written
 
 

@@ -31,6 +31,15 @@ def _options(cfg: dict | None, section: str, known: set[str]) -> dict[str, Any]:
     return cfg
 
 
+def _construct(section: str, factory: Callable[..., nn.Module], **kwargs: Any) -> nn.Module:
+    """``factory(**kwargs)``, with a bad option (unknown name, invalid value) turned into one ConfigError that
+    names the config section instead of a traceback."""
+    try:
+        return factory(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model.{section}: {err}") from None
+
+
 def build_core(cfg: dict, in_channels: int) -> nn.Module:
     """A core from its config: ``conv`` (static CNN), ``identity`` (no core, for the LN baseline), or a
     video core (``gru``, ``ctrnn``, ``conv3d``) from neurofit.models.cores.video."""
@@ -38,10 +47,7 @@ def build_core(cfg: dict, in_channels: int) -> nn.Module:
 
     opts = _options(cfg, "core", set(CORES))
     name = opts.pop("name")
-    try:
-        return CORES[name](in_channels=in_channels, **opts)
-    except TypeError as err:
-        raise ConfigError(f"model.core ({name}): {err}") from None
+    return _construct(f"core ({name})", CORES[name], in_channels=in_channels, **opts)
 
 
 class Encoder(nn.Module):
@@ -80,14 +86,15 @@ class Encoder(nn.Module):
         interaction_cfgs = list(model_cfg.get("interactions") or [])
         for spec in specs:
             coords = torch.tensor(spec.coords_um, dtype=torch.float32).reshape(spec.n_neurons, 3)
-            self.readouts[spec.name] = READOUTS[readout_name](
-                n_neurons=spec.n_neurons, in_channels=self.core.out_channels, coords_um=coords,
-                image_shape=spec.image_shape, **readout_cfg)
+            self.readouts[spec.name] = _construct(
+                f"readout ({readout_name})", READOUTS[readout_name], n_neurons=spec.n_neurons,
+                in_channels=self.core.out_channels, coords_um=coords, image_shape=spec.image_shape, **readout_cfg)
             if modulator_cfg and spec.behavior_channels:
-                self.modulators[spec.name] = BehaviorModulator(len(spec.behavior_channels), spec.n_neurons,
-                                                               **modulator_cfg)
+                self.modulators[spec.name] = _construct(
+                    "modulator", BehaviorModulator, n_channels=len(spec.behavior_channels),
+                    n_neurons=spec.n_neurons, **modulator_cfg)
             if shifter_cfg and spec.has_pupil:
-                self.shifters[spec.name] = Shifter(**shifter_cfg)
+                self.shifters[spec.name] = _construct("shifter", Shifter, **shifter_cfg)
             if interaction_cfgs:
                 from neurofit.models.interactions import build_interactions
 
