@@ -54,15 +54,23 @@ def _naive_maps(layer: NeuronAttention, inputs) -> torch.Tensor:
 
 
 def _naive_forward(layer: NeuronAttention, drive, features, embedding) -> torch.Tensor:
-    """The layer's formula written out: drive + gate * sum_h A_h @ v_h with v_h = w_h . [LN(f), drive] + b_h."""
+    """The layer's formula written out: drive + gate * sum_h A_h @ v_h with v_h = w_h . [LN(f), drive] + b_h,
+    where ``values`` drops the feature or the drive part."""
     maps = _naive_maps(layer, {"embedding": embedding})
-    values = layer.value(torch.cat([layer.norm(features), drive[..., None]], -1))  # (B, N, H)
+    w, b = layer.value.weight, layer.value.bias  # (H, C + 1 | C | 1), (H,)
+    values = b.expand(*drive.shape, -1)
+    if layer.use_features:
+        normed = torch.nn.functional.layer_norm(features, (C,), layer.norm.weight, layer.norm.bias)
+        values = values + normed @ w[:, :C].T
+    if layer.use_drive:
+        values = values + drive[..., None] * w[:, -1]
     update = torch.einsum("hij,bjh->bi", maps, values)
     return drive + layer.gate * update
 
 
 ATTENTION_VARIANTS = [{}, {"window": 32}, {"positions": None}, {"positions": None, "window": 32},
-                      {"locality": False, "fourier_features": 0}, {"window": 7}]
+                      {"locality": False, "fourier_features": 0}, {"window": 7}, {"values": "features"},
+                      {"values": "drive+features", "window": 32}]
 
 
 @pytest.mark.parametrize("options", ATTENTION_VARIANTS)
@@ -161,7 +169,7 @@ _MEMORY_PROBE = textwrap.dedent("""
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     layer(drive, feats, torch.randn(n, 64)).sum().backward()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"extra_mb": (peak - before) / 1024, "finite": bool(torch.isfinite(feats.grad).all())}))
+    print(json.dumps({"extra_mb": (peak - before) / 1024, "finite": bool(torch.isfinite(drive.grad).all())}))
 """)
 
 
@@ -284,6 +292,8 @@ def test_registry_builds_stacks_and_rejects_unknown_names(inputs):
         build_interactions([{"heads": 2}], **dims)
     with pytest.raises(ConfigError, match="attention"):
         build_interaction("attention", **dims, n_heads=3)
+    with pytest.raises(ConfigError, match="values must be one of"):
+        build_interaction("attention", **dims, values="rates")
     with pytest.raises(ConfigError, match="per layer"):
         build_interaction("attention+normalization", **dims, heads=2)
 

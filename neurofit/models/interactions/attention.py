@@ -31,6 +31,9 @@ from torch import nn
 
 from neurofit.models.interactions.base import Interaction, flatten_leading
 
+#: What attended values can be read from (``NeuronAttention(values=...)``).
+VALUE_SOURCES = ("drive", "features", "drive+features")
+
 #: Elements of one block of logits in ``attention_map`` (keeps the analysis at ~256 MB of scratch).
 _MAP_BLOCK_ELEMENTS = 2**26
 
@@ -81,7 +84,8 @@ class NeuronAttention(Interaction):
     """Multi-head self-attention across the neurons of one recording, residual and gated.
 
     new_drive_i = drive_i + gate * sum_h sum_j a^h_ij v^h_j, with trial values
-    v^h_j = w_h . [LayerNorm(features_j), drive_j] + b_h and stimulus-independent weights
+    v^h_j = w_h . [LayerNorm(features_j), drive_j] + b_h (or from only one of the two, see ``values``) and
+    stimulus-independent weights
     a^h_ij = softmax_j(q^h_i . k^h_j / sqrt(d) - alpha_h |x_i - x_j|^2 / scale^2), where q and k are linear
     in [embedding_i, Fourier(position_i)]. ``gate`` starts at 0, so at initialisation the layer is exactly
     the plain model.
@@ -99,6 +103,10 @@ class NeuronAttention(Interaction):
             an int L for windowed attention: neurons are ordered along a Hilbert curve of their positions and
             cut into blocks of L, and each block attends to itself and its two neighbouring blocks (3L keys),
             so time and memory are linear in N.
+        values: what the attended values are read from: ``"drive"`` (each neuron's predicted drive: the layer
+            is then a learned, signed lateral coupling of drives), ``"features"`` (its readout features) or
+            ``"drive+features"``. Drive alone generalised best on the simulator (held-out fraction of ceiling
+            0.876 against 0.869 without attention; with features added the layer lost to the plain model).
 
     Forward: drive (B, [T,] N), features (B, [T,] N, C), embedding (N, D) -> drive (B, [T,] N).
     """
@@ -108,7 +116,8 @@ class NeuronAttention(Interaction):
     def __init__(self, n_neurons: int, embedding_dim: int, feature_dim: int,
                  positions_um: torch.Tensor | None = None, heads: int = 4, head_dim: int = 16,
                  fourier_features: int = 16, fourier_scale_um: float = 200.0, locality: bool = True,
-                 locality_scale_um: float = 100.0, window: int | None = None) -> None:
+                 locality_scale_um: float = 100.0, window: int | None = None,
+                 values: str = "drive") -> None:
         super().__init__(n_neurons, embedding_dim, feature_dim, positions_um)
         has_pos = positions_um is not None
         self.heads, self.head_dim, self.window = heads, head_dim, window
@@ -118,14 +127,17 @@ class NeuronAttention(Interaction):
         self.qk_dim = head_dim - self.n_extra
         if self.qk_dim < 1:
             raise ValueError(f"head_dim={head_dim} must exceed the {self.n_extra} bias dims")
+        if values not in VALUE_SOURCES:
+            raise ValueError(f"values must be one of {VALUE_SOURCES}, got {values!r}")
         if window is not None and window < 1:
             raise ValueError(f"window must be a positive block size, got {window}")
         use_fourier = has_pos and fourier_features > 0
         self.fourier = FourierPositions(fourier_features, fourier_scale_um) if use_fourier else None
         static_in = embedding_dim + (2 * fourier_features if self.fourier is not None else 0)
-        self.norm = nn.LayerNorm(feature_dim)
+        self.use_features, self.use_drive = "features" in values, "drive" in values
+        self.norm = nn.LayerNorm(feature_dim) if self.use_features else None
         self.qk = nn.Linear(static_in, 2 * heads * self.qk_dim)
-        self.value = nn.Linear(feature_dim + 1, heads)
+        self.value = nn.Linear(feature_dim * self.use_features + self.use_drive, heads)
         self.gate = nn.Parameter(torch.zeros(()))
         # alpha starts at 0.1 per (locality_scale_um)^2: a mild preference for near neighbours.
         init_logit = torch.full((heads,), math.log(math.expm1(0.1)))
@@ -190,10 +202,16 @@ class NeuronAttention(Interaction):
         o = (weights @ vw).flatten(1, 2)  # (H, nb * L, B) along the curve
         return o[:, self.inverse_order].permute(2, 1, 0)
 
+    def value_inputs(self, drive: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """What the value projection reads: drive (B, N), features (B, N, C) -> (B, N, C' ) with C' = C + 1,
+        C or 1 for ``values`` drive+features, features or drive."""
+        parts = ([self.norm(features)] if self.use_features else []) + ([drive[..., None]] if self.use_drive else [])
+        return torch.cat(parts, -1)
+
     def forward(self, drive: torch.Tensor, features: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         x, _ = flatten_leading(drive, 1)
         f, _ = flatten_leading(features, 2)
-        values = self.value(torch.cat([self.norm(f), x[..., None]], -1))  # (B', N, H)
+        values = self.value(self.value_inputs(x, f))  # (B', N, H)
         q, k = self._queries_keys(embedding)
         update = self._attend(q, k, values).sum(-1)
         return (x + self.gate * update).reshape(drive.shape)
