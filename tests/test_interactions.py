@@ -103,6 +103,16 @@ def test_blockwise_attention_map_equals_naive_map(inputs, options):
     torch.testing.assert_close(averaged.sum(-1), torch.ones(N))
 
 
+@pytest.mark.parametrize("options", [{}, {"window": 32}, {"values": "drive+features"}])
+def test_drive_coupling_is_the_part_of_the_update_linear_in_the_drive(inputs, options):
+    layer = _attention(inputs, gate=0.7, **options)
+    coupling = layer.drive_coupling(inputs["embedding"])
+    drive, feats, emb = inputs["drive"], inputs["features"], inputs["embedding"]
+    linear = layer(drive, feats, emb) - layer(torch.zeros_like(drive), feats, emb) - drive
+    torch.testing.assert_close(linear, drive @ coupling.T, atol=1e-5, rtol=1e-4)
+    assert _attention(inputs, values="features").drive_coupling(emb) is None
+
+
 def test_attention_maps_are_a_property_of_the_population_not_the_stimulus(inputs):
     layer = _attention(inputs)
     a = layer.attention_map(inputs["drive"], inputs["features"], inputs["embedding"], heads=False)

@@ -75,7 +75,7 @@ def test_a_local_map_correlates_positively_with_the_reported_truth(tmp_path, cor
     assert att["truth_correlation"]["rho"] > 0.5 and att["truth_correlation"]["p_value"] < 0.05
     assert pools["truth_correlation"]["rho"] > 0.9
     for comparisons in (att["truth_correlations"], pools["truth_correlations"]):
-        assert set(comparisons) == set(TRUTH_REFERENCES)
+        assert set(comparisons) == set(TRUTH_REFERENCES) - {"coupling"}  # signed J: signed maps only
         assert comparisons["coupling_excitatory"]["rho"] > 0.3
         for name, comparison in comparisons.items():
             assert comparison["description"] == TRUTH_REFERENCES[name]
@@ -134,3 +134,24 @@ def test_average_ranks_match_scipy():
     rng.shuffle(values)
     np.testing.assert_array_equal(average_ranks(values), stats.rankdata(values))
     np.testing.assert_array_equal(average_ranks(np.array([3.0])), [1.0])
+
+
+def test_a_signed_coupling_is_compared_with_the_signed_truth(tmp_path, cortex):
+    """Attention's coupling of the drives is signed: it is scored against J itself, so a map with J's
+    excitatory centre and inhibitory surround scores high, and its sign-flipped version scores negative."""
+    rng = np.random.default_rng(1)
+    j = cortex["coupling"]
+    learned = j + 0.3 * np.abs(j).mean() * rng.standard_normal(j.shape)
+    entry = write_interaction_outputs(tmp_path, "mouse0", np.arange(N), cortex["positions"], coupling=learned,
+                                      truth=j, n_permutations=50, n_boot=20)
+    coupling = entry["coupling_vs_distance"]
+    assert coupling["truth_correlation"]["reference"] == "coupling"
+    assert coupling["truth_correlation"]["rho"] > 0.5 and coupling["truth_correlation"]["p_value"] < 0.05
+    assert set(coupling["truth_correlations"]) == {"coupling"}
+    assert "attention" not in xr.open_zarr(tmp_path / "mouse0.zarr")
+    stored = xr.open_zarr(tmp_path / "mouse0.zarr")["coupling"].values
+    np.testing.assert_allclose(stored, learned.astype(np.float32))
+    assert (tmp_path / "mouse0_coupling.png").stat().st_size > 0
+    flipped = write_interaction_outputs(tmp_path, "mouse1", np.arange(N), cortex["positions"], coupling=-learned,
+                                        truth=j, n_permutations=50, n_boot=20)
+    assert flipped["coupling_vs_distance"]["truth_correlation"]["rho"] < -0.5

@@ -8,8 +8,10 @@ the textbook Spearman p-value is reported alongside as ``p_value_asymptotic`` an
 Comparing with the simulator's truth: attention weights and pools are non-negative, the true coupling J is
 signed (excitation within ~170 um, a weaker inhibitory surround beyond, which is most pairs), so a map is
 compared with |J| and with its excitatory and inhibitory parts separately, and with the normalisation pools
-(``TRUTH_REFERENCES``). Every comparison also gives ``distance_only_rho``, the score of a map that is any
-decreasing function of distance alone: a learned map adds information about the truth only where it beats it.
+(``TRUTH_REFERENCES``). Attention whose values are the drives also applies a signed coupling of the drives
+(``NeuronAttention.drive_coupling``), which is compared with signed J itself. Every comparison also gives
+``distance_only_rho``, the score of a map that is any decreasing function of distance alone: a learned map
+adds information about the truth only where it beats it.
 Both interaction layers build a preference for near neighbours in at initialisation (attention's distance
 bias, the distance pools), so a map that falls off with distance shows what the architecture assumes as much
 as what was learned; ``untrained`` entries give the same numbers for the model before training.
@@ -43,17 +45,20 @@ from neurofit.models.interactions.attention import spatial_order  # noqa: E402
 SUMMARY_FILE = "attention_vs_distance.json"
 #: Truth matrices a learned map is compared with, by name, with the description written into the JSON. J is
 #: the simulator's signed coupling and P its normalisation pools, (N, N), row i = what neuron i receives
-#: from neuron j (the orientation of the maps). Signed J itself is left out: a non-negative map cannot
-#: express sign, and rank-correlating it with signed J mixes "strong excitation" with "weak inhibition".
+#: from neuron j (the orientation of the maps). Signed J is compared only with signed maps (attention's
+#: coupling of the drives): a non-negative map cannot express sign, and rank-correlating it with signed J
+#: mixes "strong excitation" with "weak inhibition".
 TRUTH_REFERENCES: dict[str, str] = {
     "coupling_abs": "|J|, strength of the true lateral coupling of either sign (zero diagonal)",
     "coupling_excitatory": "max(J, 0), the excitatory near-neighbour coupling (ties at 0 for inhibitory pairs)",
     "coupling_inhibitory": "max(-J, 0), the broader inhibitory surround (ties at 0 for excitatory pairs)",
     "norm_pool": "P, the true divisive-normalisation pool weights (rows sum to 1)",
+    "coupling": "J, the signed true lateral coupling (compared only with signed maps: attention's coupling of "
+                "the drives)",
 }
 #: The reference reported as ``truth_correlation`` for each kind of map: attention mixes other neurons into
 #: the drive like lateral coupling does; pools are compared with the pools.
-PRIMARY_TRUTH = {"attention": "coupling_abs", "pool": "norm_pool"}
+PRIMARY_TRUTH = {"attention": "coupling_abs", "pool": "norm_pool", "coupling": "coupling"}
 #: Rows x neurons handled at once when binning all pairs (bounds scratch memory to ~100 MB).
 _PAIR_CHUNK = 2**23
 
@@ -249,14 +254,25 @@ def _block_average(image: np.ndarray, max_pixels: int) -> np.ndarray:
     return image[:n, :n].reshape(n // k, k, n // k, k).mean(axis=(1, 3))
 
 
-def plot_map(ax: plt.Axes, weights: np.ndarray, positions_um: np.ndarray, label: str = "attention") -> None:
+def _colour_scale(values: np.ndarray, signed: bool) -> dict:
+    """imshow/scatter colour options: magma up to the 99th percentile, or for signed maps a diverging map
+    symmetric about zero."""
+    if signed:
+        limit = float(np.nanpercentile(np.abs(values), 99)) or 1.0
+        return {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit}
+    return {"cmap": "magma", "vmax": np.nanpercentile(values, 99)}
+
+
+def plot_map(ax: plt.Axes, weights: np.ndarray, positions_um: np.ndarray, label: str = "attention",
+             signed: bool = False) -> None:
     """The (N, N) map with both axes ordered along a Hilbert curve of cortical position, so local structure
-    shows as a band along the diagonal (diagonal itself blanked; large N block-averaged to 512 px)."""
+    shows as a band along the diagonal (diagonal itself blanked; large N block-averaged to 512 px); ``signed``
+    maps in a diverging colour scale."""
     order = spatial_order(torch.as_tensor(np.asarray(positions_um, dtype=np.float32))).numpy()
     image = np.array(weights, dtype=np.float64)[np.ix_(order, order)]
     np.fill_diagonal(image, np.nan)
     image = _block_average(np.nan_to_num(image, nan=np.nanmean(image)), 512)
-    shown = ax.imshow(image, cmap="magma", vmax=np.percentile(image, 99), interpolation="nearest")
+    shown = ax.imshow(image, interpolation="nearest", **_colour_scale(image, signed))
     ax.figure.colorbar(shown, ax=ax, label=label, shrink=0.8)
     ax.set(title=f"{label} (neurons ordered by cortical position)", xlabel="key neuron j", ylabel="neuron i")
 
@@ -270,28 +286,30 @@ def plot_curve(ax: plt.Axes, curve: DistanceCurve, label: str = "attention") -> 
 
 
 def plot_sheet(ax: plt.Axes, weights: np.ndarray, positions_um: np.ndarray, neuron: int,
-               label: str = "attention") -> None:
+               label: str = "attention", signed: bool = False) -> None:
     """One neuron's row of the map drawn on the cortical sheet (x, y in um); the neuron is the star."""
     pos = np.asarray(positions_um)
     row = np.array(weights[neuron], dtype=np.float64)
     row[neuron] = np.nan
-    shown = ax.scatter(pos[:, 0], pos[:, 1], c=row, s=8, cmap="viridis", vmax=np.nanpercentile(row, 99))
+    colours = _colour_scale(row, signed) if signed else {"cmap": "viridis", "vmax": np.nanpercentile(row, 99)}
+    shown = ax.scatter(pos[:, 0], pos[:, 1], c=row, s=8, **colours)
     ax.scatter(pos[neuron, 0], pos[neuron, 1], marker="*", s=200, c="red", edgecolors="k")
     ax.figure.colorbar(shown, ax=ax, label=f"{label} from neuron {neuron}", shrink=0.8)
     ax.set(xlabel="x (um)", ylabel="y (um)", title=f"{label} of one neuron on the cortical sheet", aspect="equal")
 
 
 def summary_figure(weights: np.ndarray, positions_um: np.ndarray, curve: DistanceCurve,
-                   path: str | os.PathLike, label: str = "attention", neuron: int | None = None) -> Path:
+                   path: str | os.PathLike, label: str = "attention", neuron: int | None = None,
+                   signed: bool = False) -> Path:
     """Save the three panels (map by position, distance curve, sheet plot of ``neuron``, default the
-    neuron closest to the centre of the field) as one PNG."""
+    neuron closest to the centre of the field) as one PNG; ``signed`` maps in a diverging colour scale."""
     pos = np.asarray(positions_um, dtype=np.float64)
     if neuron is None:
         neuron = int(np.argmin(np.linalg.norm(pos[:, :2] - pos[:, :2].mean(0), axis=1)))
     fig, axes = plt.subplots(1, 3, figsize=(17, 5))
-    plot_map(axes[0], weights, pos, label)
+    plot_map(axes[0], weights, pos, label, signed)
     plot_curve(axes[1], curve, label)
-    plot_sheet(axes[2], weights, pos, neuron, label)
+    plot_sheet(axes[2], weights, pos, neuron, label, signed)
     return save_figure(fig, path)
 
 
@@ -364,7 +382,8 @@ def _update_json(path: Path, name: str, entry: dict) -> None:
 
 def write_interaction_outputs(out_dir: str | os.PathLike, name: str, unit_id: np.ndarray, positions_um: np.ndarray,
                               attention: np.ndarray | None = None, attention_per_head: np.ndarray | None = None,
-                              pools: np.ndarray | None = None, truth: np.ndarray | None = None,
+                              pools: np.ndarray | None = None, coupling: np.ndarray | None = None,
+                              truth: np.ndarray | None = None,
                               truth_pools: np.ndarray | None = None, untrained_attention: np.ndarray | None = None,
                               untrained_pools: np.ndarray | None = None, n_permutations: int = 1000,
                               n_boot: int = 1000, seed: int = 0) -> dict:
@@ -372,15 +391,18 @@ def write_interaction_outputs(out_dir: str | os.PathLike, name: str, unit_id: np
     other recordings already there) and figures ``OUT/NAME_attention.png`` / ``OUT/NAME_pools.png``.
 
     All maps are in the order of ``unit_id`` (N,), both axes; positions_um (N, 3) um. attention (N, N),
-    averaged over heads; attention_per_head (H, N, N); pools (N, N) normalisation pools.
+    averaged over heads; attention_per_head (H, N, N); pools (N, N) normalisation pools; coupling (N, N) the
+    signed coupling of drives of attention with drive values (``NeuronAttention.drive_coupling``), compared
+    with the signed truth J under ``coupling_vs_distance`` and drawn in ``OUT/NAME_coupling.png``.
     Optional simulator truth for the recovery test: truth (N, N), the signed lateral coupling J (row i
     receives from column j), and truth_pools (N, N), the normalisation pools; each map is compared with all
     ``truth_references`` of them (``distance_summary``). untrained_attention / untrained_pools (N, N): the
     same maps of the model before training, reported under ``untrained`` and stored in the zarr.
-    Returns the JSON entry: the attention keys at top level, pool keys under ``pools_vs_distance``.
+    Returns the JSON entry: the attention keys at top level, pool keys under ``pools_vs_distance``, coupling
+    keys under ``coupling_vs_distance``.
     """
-    if attention is None and pools is None:
-        raise ValueError(f"{name}: nothing to write (no attention map and no pools)")
+    if attention is None and pools is None and coupling is None:
+        raise ValueError(f"{name}: nothing to write (no attention map, coupling or pools)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pos = np.asarray(positions_um, dtype=np.float64)
@@ -399,6 +421,13 @@ def write_interaction_outputs(out_dir: str | os.PathLike, name: str, unit_id: np
         summary_figure(attention, pos, curve, out / f"{name}_attention.png", "attention")
         if untrained_attention is not None:
             data["untrained_attention"] = (pair, np.asarray(untrained_attention, dtype=np.float32))
+    if coupling is not None:
+        data["coupling"] = (pair, np.asarray(coupling, dtype=np.float32))
+        signed_truth = None if truth is None else {"coupling": _check_square(truth)}
+        summary, curve = distance_summary(coupling, pos, "coupling", signed_truth, None, n_permutations, n_boot,
+                                          seed)
+        entry["coupling_vs_distance"] = summary
+        summary_figure(coupling, pos, curve, out / f"{name}_coupling.png", "coupling", signed=True)
     if attention_per_head is not None:
         data["attention_per_head"] = (("head", "neuron", "neuron_key"),
                                       np.asarray(attention_per_head, dtype=np.float32))

@@ -23,12 +23,15 @@ from neurofit.run import Run
 class InteractionMaps:
     """One recording's maps, both axes in unit_id order. attention (N, N) and attention_per_head (H, N, N):
     row i = how much neuron i attends to neuron j (the same for any stimulus); pools (N, N): how strongly neuron j
-    normalises neuron i. truth_coupling / truth_pools: the simulator's ground truth, (N, N), or None."""
+    normalises neuron i. coupling (N, N): the signed coupling of drives attention applies
+    (``NeuronAttention.drive_coupling``), None when its values do not read the drive. truth_coupling /
+    truth_pools: the simulator's ground truth, (N, N), or None."""
 
     unit_id: np.ndarray
     positions_um: np.ndarray
     attention: np.ndarray | None
     attention_per_head: np.ndarray | None
+    coupling: np.ndarray | None
     pools: np.ndarray | None
     truth_coupling: np.ndarray | None
     truth_pools: np.ndarray | None
@@ -47,8 +50,10 @@ def extract_maps(run: Run, data: str | os.PathLike, recording: str, tier: str = 
     attention_layer = stack.find(NeuronAttention)
     norm_layer = stack.find(DivisiveNormalization)
     embedding = encoder.readouts[recording].embedding
-    per_head = None
+    per_head = coupling = None
     if attention_layer is not None:
+        signed = attention_layer.drive_coupling(embedding)
+        coupling = None if signed is None else signed.numpy()
         arrays = load_arrays(data, recording, in_memory=False)
         trials = tier_trials(arrays, tier)[:max_trials]
         if not len(trials):
@@ -74,6 +79,7 @@ def extract_maps(run: Run, data: str | os.PathLike, recording: str, tier: str = 
         positions_um=np.asarray(spec.coords_um, dtype=np.float64).reshape(-1, 3),
         attention=None if per_head is None else per_head.mean(axis=0),
         attention_per_head=per_head,
+        coupling=coupling,
         pools=pools,
         truth_coupling=truth_matrix(truth, "coupling", unit_id, f"{data}: {recording}"),
         truth_pools=truth_matrix(truth, "norm_pool", unit_id, f"{data}: {recording}"),

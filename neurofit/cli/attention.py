@@ -44,12 +44,14 @@ def _attention(args: argparse.Namespace) -> int:
         start = None if before is None else extract_maps(before, data, name, args.tier, args.max_trials)
         entry = write_interaction_outputs(
             out, name, maps.unit_id, maps.positions_um, attention=maps.attention,
-            attention_per_head=maps.attention_per_head, pools=maps.pools, truth=maps.truth_coupling,
+            attention_per_head=maps.attention_per_head, pools=maps.pools, coupling=maps.coupling,
+            truth=maps.truth_coupling,
             truth_pools=maps.truth_pools, untrained_attention=None if start is None else start.attention,
             untrained_pools=None if start is None else start.pools, n_permutations=args.permutations)
         brief = _brief(entry)
-        if "pools_vs_distance" in entry:
-            brief["pools"] = _brief(entry["pools_vs_distance"])
+        for key, label in (("coupling_vs_distance", "coupling"), ("pools_vs_distance", "pools")):
+            if key in entry:
+                brief[label] = _brief(entry[key])
         print(f"{name}: {json.dumps(brief, default=float)}")
     print(f"wrote {out}")
     return 0

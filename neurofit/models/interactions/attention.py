@@ -203,9 +203,11 @@ class NeuronAttention(Interaction):
         return o[:, self.inverse_order].permute(2, 1, 0)
 
     def value_inputs(self, drive: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """What the value projection reads: drive (B, N), features (B, N, C) -> (B, N, C' ) with C' = C + 1,
+        """What the value projection reads: drive (B, N), features (B, N, C) -> (B, N, C') with C' = C + 1,
         C or 1 for ``values`` drive+features, features or drive."""
-        parts = ([self.norm(features)] if self.use_features else []) + ([drive[..., None]] if self.use_drive else [])
+        parts = [self.norm(features)] if self.use_features else []
+        if self.use_drive:
+            parts.append(drive[..., None])
         return torch.cat(parts, -1)
 
     def forward(self, drive: torch.Tensor, features: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
@@ -216,6 +218,17 @@ class NeuronAttention(Interaction):
         update = self._attend(q, k, values).sum(-1)
         return (x + self.gate * update).reshape(drive.shape)
 
+    @torch.no_grad()
+    def drive_coupling(self, embedding: torch.Tensor) -> torch.Tensor | None:
+        """The signed lateral coupling the layer applies to the drives, (N, N): C = gate * sum_h w_h A_h with
+        w_h the value weight on the drive, so that new_drive = drive + C @ drive + (parts that do not depend on
+        the drive: value biases and features). Comparable with a true signed coupling J (row i receives from
+        column j). None when ``values`` does not read the drive. embedding (N, D)."""
+        if not self.use_drive:
+            return None
+        maps = self.attention_map(None, None, embedding)  # (H, N, N)
+        return self.gate * torch.einsum("h,hij->ij", self.value.weight[:, -1], maps)
+
     def _map_blocks(self) -> Iterator[torch.Tensor]:
         """Query indices per block of a global ``attention_map``."""
         n = self.n_neurons
@@ -225,7 +238,7 @@ class NeuronAttention(Interaction):
             yield queries[start:start + rows]
 
     @torch.no_grad()
-    def attention_map(self, drive: torch.Tensor, features: torch.Tensor, embedding: torch.Tensor,
+    def attention_map(self, drive: torch.Tensor | None, features: torch.Tensor | None, embedding: torch.Tensor,
                       heads: bool = True) -> torch.Tensor:
         """Attention weights (H, N, N) per head, or (N, N) averaged over heads. Row i holds how much neuron i
         attends to each neuron j (rows sum to 1; zero outside the window in windowed mode). The weights do
