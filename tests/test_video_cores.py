@@ -47,6 +47,31 @@ def test_shapes_keep_the_image_plane(name, channels):
     assert core.regularizer().dim() == 0
 
 
+STRIDED = {"gru": {"frontend": {**SMALL_FRONT, "input_stride": 2, "depthwise": True}},
+           "ctrnn": {"frontend": {**SMALL_FRONT, "input_stride": 2, "depthwise": True}},
+           "conv3d": {"input_stride": 2, "depthwise": True}}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_strided_depthwise_front_ends_halve_the_plane_and_stay_causal_in_chunks(name):
+    torch.manual_seed(0)
+    options = {**SMALL[name], **STRIDED[name]}
+    core, plain = CORES[name](**options).eval(), _core(name)
+    assert sum(p.numel() for p in core.parameters()) < sum(p.numel() for p in plain.parameters())
+    x = _video(frames=11)
+    with torch.no_grad():
+        whole, _ = core.forward_chunk(x)
+        first, state = core.forward_chunk(x[:, :, :4])
+        rest, _ = core.forward_chunk(x[:, :, 4:], state)
+        changed = x.clone()
+        changed[:, :, 6:] += 3.0
+        later, _ = core.forward_chunk(changed)
+    assert whole.shape[-2:] == (4, 5)  # 8 x 10 at stride 2
+    torch.testing.assert_close(torch.cat([first, rest], dim=1), whole, rtol=1e-5, atol=1e-5)
+    assert torch.equal(later[:, :6], whole[:, :6])
+    assert core.regularizer().dim() == 0
+
+
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_output_at_frame_t_ignores_later_frames(name):
     core = _core(name).eval()  # batch norm in training mode pools statistics over all frames

@@ -17,8 +17,22 @@ from neurofit.models.cores.conv import laplace_penalty
 StackState = tuple[torch.Tensor, ...]
 
 
+def _conv(in_channels: int, out_channels: int, kernel: tuple[int, int, int], stride: int,
+          depthwise: bool) -> nn.Module:
+    """A bias-free 3D convolution with "same" spatial padding, stride (1, s, s); ``depthwise``: a per-channel
+    convolution followed by a 1 x 1 x 1 mixing one (depthwise-separable, about k^2 times fewer weights)."""
+    pad = (0, kernel[1] // 2, kernel[2] // 2)
+    if not depthwise:
+        return nn.Conv3d(in_channels, out_channels, kernel, stride=(1, stride, stride), padding=pad, bias=False)
+    return nn.Sequential(
+        nn.Conv3d(in_channels, in_channels, kernel, stride=(1, stride, stride), padding=pad, groups=in_channels,
+                  bias=False),
+        nn.Conv3d(in_channels, out_channels, 1, bias=False))
+
+
 class CausalConvBlock(nn.Module):
-    """One causal block: convolution(s), batch norm, ELU. Spatial padding keeps H x W ("same").
+    """One causal block: convolution(s), batch norm, ELU. Spatial padding keeps H x W ("same"), divided by
+    ``stride``.
 
     Args:
         in_channels, out_channels: feature channels in and out.
@@ -26,28 +40,31 @@ class CausalConvBlock(nn.Module):
         temporal_kernel: temporal kernel size (frames); 1 = frame by frame.
         factorized: (2+1)D, a spatial (1, k, k) convolution then a temporal (kt, 1, 1) one; otherwise one full
             (kt, k, k) 3D convolution.
-    Input (B, in_channels, T, H, W); output (B, out_channels, T, H, W).
+        stride: spatial stride; 2 halves the feature maps' resolution (readout positions are in screen units,
+            so readouts are unaffected) and cuts the cost of every later layer about 4x.
+        depthwise: the spatial filtering convolution depthwise-separable (see ``_conv``).
+    Input (B, in_channels, T, H, W); output (B, out_channels, T, ceil(H / stride), ceil(W / stride)).
     """
 
     def __init__(self, in_channels: int, out_channels: int, spatial_kernel: int, temporal_kernel: int,
-                 factorized: bool = True) -> None:
+                 factorized: bool = True, stride: int = 1, depthwise: bool = False) -> None:
         super().__init__()
-        pad = (0, spatial_kernel // 2, spatial_kernel // 2)
         if factorized:
-            self.spatial: nn.Module = nn.Conv3d(in_channels, out_channels, (1, spatial_kernel, spatial_kernel),
-                                                padding=pad, bias=False)
+            self.spatial: nn.Module = _conv(in_channels, out_channels, (1, spatial_kernel, spatial_kernel), stride,
+                                            depthwise)
             self.temporal = nn.Conv3d(out_channels, out_channels, (temporal_kernel, 1, 1), bias=False)
         else:
             self.spatial = nn.Identity()
-            self.temporal = nn.Conv3d(in_channels, out_channels, (temporal_kernel, spatial_kernel, spatial_kernel),
-                                      padding=pad, bias=False)
+            self.temporal = _conv(in_channels, out_channels, (temporal_kernel, spatial_kernel, spatial_kernel),
+                                  stride, depthwise)
         self.norm = nn.BatchNorm3d(out_channels)
         self.context = temporal_kernel - 1
 
     @property
     def spatial_weight(self) -> torch.Tensor:
         """The weights that filter the image plane, (..., k, k)."""
-        return self.temporal.weight if isinstance(self.spatial, nn.Identity) else self.spatial.weight
+        conv = self.temporal if isinstance(self.spatial, nn.Identity) else self.spatial
+        return conv[0].weight if isinstance(conv, nn.Sequential) else conv.weight
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Run on a chunk of frames.
@@ -80,15 +97,21 @@ class CausalConvStack(nn.Module):
         temporal_kernel: temporal kernel of every layer (frames); the stack sees
             ``layers * (temporal_kernel - 1) + 1`` frames.
         factorized: (2+1)D blocks (spatial then temporal) instead of full 3D convolutions.
-    Input (B, in_channels, T, H, W); output (B, channels, T, H, W).
+        input_stride: spatial stride of the first block (2: every later layer runs at half resolution).
+        depthwise: later blocks' spatial filtering depthwise-separable (the first block sees one channel).
+    Input (B, in_channels, T, H, W); output (B, channels, T, H / input_stride, W / input_stride).
     """
 
     def __init__(self, in_channels: int = 1, channels: int = 16, layers: int = 2, input_kernel: int = 9,
-                 hidden_kernel: int = 7, temporal_kernel: int = 5, factorized: bool = True) -> None:
+                 hidden_kernel: int = 7, temporal_kernel: int = 5, factorized: bool = True, input_stride: int = 1,
+                 depthwise: bool = False) -> None:
         super().__init__()
+        if input_stride < 1:
+            raise ValueError(f"input_stride must be >= 1, got {input_stride}")
         self.blocks = nn.ModuleList(
             CausalConvBlock(in_channels if i == 0 else channels, channels,
-                            input_kernel if i == 0 else hidden_kernel, temporal_kernel, factorized)
+                            input_kernel if i == 0 else hidden_kernel, temporal_kernel, factorized,
+                            stride=input_stride if i == 0 else 1, depthwise=depthwise and i > 0)
             for i in range(layers))
         self.out_channels = channels
 

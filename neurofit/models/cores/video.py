@@ -224,10 +224,11 @@ class Conv3dCore(VideoCore):
     Input (B, in_channels, T, H, W); output (B, T, channels, H, W)."""
 
     def __init__(self, in_channels: int = 1, channels: int = 16, layers: int = 3, input_kernel: int = 9,
-                 hidden_kernel: int = 3, temporal_kernel: int = 5, factorized: bool = False) -> None:
+                 hidden_kernel: int = 3, temporal_kernel: int = 5, factorized: bool = False, input_stride: int = 1,
+                 depthwise: bool = False) -> None:
         super().__init__()
         self.stack = CausalConvStack(in_channels, channels, layers, input_kernel, hidden_kernel, temporal_kernel,
-                                     factorized)
+                                     factorized, input_stride, depthwise)
         self.out_channels = channels
 
     def forward_chunk(self, x: torch.Tensor, state: CoreState = None) -> tuple[torch.Tensor, CoreState]:
