@@ -73,6 +73,10 @@ def test_planted_structure_is_reported_end_to_end(tmp_path):
         # The prior at work: before training the map is as local (the distance bias / distance pools).
         assert summary["untrained"]["spearman_rho"] < -0.5
     assert pools["truth_correlation"]["rho"] > 0.8
+    # Attention's values are the drives, so it also applies a signed coupling, scored against signed J.
+    coupling = entry["coupling_vs_distance"]
+    assert coupling["truth_correlation"]["reference"] == "coupling"
+    assert set(coupling["truth_correlations"]) == {"coupling"}
 
 
 @pytest.mark.slow
