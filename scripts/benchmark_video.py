@@ -12,6 +12,9 @@ on the test tier and reports the fraction of ceiling and held-out correlations, 
 
     python scripts/benchmark_video.py throughput [--device cuda] [--batch 1] [--steps 2]
     python scripts/benchmark_video.py quality --data VIDEO.zarr --out RUNS [--epochs 3] [--set KEY=VALUE ...]
+
+``quality`` reuses a core's run that already finished in RUNS, so ``--cores gru`` and ``--cores conv3d`` can
+run side by side (one thread each) and a final call with all cores only evaluates and reports.
 """
 
 from __future__ import annotations
@@ -128,8 +131,10 @@ def quality(args: argparse.Namespace) -> dict:
     results = {}
     for core in args.cores:
         run = out_root / core
-        fit(args.data, CONFIG_DIR / f"video_{core}.yaml", run, seed=args.seed, max_epochs=args.epochs,
-            overrides=list(args.set or []), progress=False)
+        # A finished run is reused, so cores can be fitted by parallel invocations and reported by a last one.
+        if not (run / "train_info.json").exists():
+            fit(args.data, CONFIG_DIR / f"video_{core}.yaml", run, seed=args.seed, max_epochs=args.epochs,
+                overrides=list(args.set or []), progress=False)
         info = json.loads((run / "train_info.json").read_text())
         metrics = evaluate(run, figures=False)["mean"]
         scores = ("fraction_of_ceiling", "single_trial_correlation", "correlation_to_average", "feve")
