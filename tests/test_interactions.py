@@ -70,7 +70,7 @@ def _naive_forward(layer: NeuronAttention, drive, features, embedding) -> torch.
 
 ATTENTION_VARIANTS = [{}, {"window": 32}, {"positions": None}, {"positions": None, "window": 32},
                       {"locality": False, "fourier_features": 0}, {"window": 7}, {"values": "features"},
-                      {"values": "drive+features", "window": 32}]
+                      {"values": "drive+features", "window": 32}, {"neuron_gate": False}]
 
 
 @pytest.mark.parametrize("options", ATTENTION_VARIANTS)
@@ -111,6 +111,16 @@ def test_drive_coupling_is_the_part_of_the_update_linear_in_the_drive(inputs, op
     linear = layer(drive, feats, emb) - layer(torch.zeros_like(drive), feats, emb) - drive
     torch.testing.assert_close(linear, drive @ coupling.T, atol=1e-5, rtol=1e-4)
     assert _attention(inputs, values="features").drive_coupling(emb) is None
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_detached_values_keep_each_neurons_gradient_to_itself(inputs, detach):
+    layer = _attention(inputs, gate=0.7, detach_values=detach)
+    drive = inputs["drive"].clone().requires_grad_()
+    layer(drive, inputs["features"], inputs["embedding"])[:, 0].sum().backward()
+    assert torch.equal(drive.grad[:, 0], torch.ones(B)) if detach else drive.grad[:, 0].ne(1).all()
+    assert (drive.grad[:, 1:].abs().max() == 0) == detach
+    assert layer.value.weight.grad.abs().sum() > 0  # the coupling itself still learns
 
 
 def test_attention_maps_are_a_property_of_the_population_not_the_stimulus(inputs):
