@@ -146,10 +146,12 @@ def test_folded_locality_bias_is_a_gaussian_of_distance(inputs):
     torch.testing.assert_close(maps, logits.softmax(-1), atol=1e-6, rtol=1e-4)
 
 
-def test_global_attention_runs_on_the_flash_kernel_not_the_quadratic_math_path(inputs):
+@pytest.mark.parametrize("batch", [B, 8, 16, 40])  # multiples of head_dim 8 pack without padding
+def test_global_attention_runs_on_the_flash_kernel_not_the_quadratic_math_path(inputs, batch):
     layer = _attention(inputs)
+    drive, feats = torch.randn(batch, N), torch.randn(batch, N, C)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        layer(inputs["drive"], inputs["features"], inputs["embedding"]).sum().backward()
+        layer(drive, feats, inputs["embedding"]).sum().backward()
     names = {e.key for e in prof.key_averages()}
     assert "aten::_scaled_dot_product_flash_attention_for_cpu_backward" in names
     assert "aten::_scaled_dot_product_attention_math" not in names
@@ -201,10 +203,12 @@ def _extra_memory_mb(n: int, batch: int, window: int | None) -> float:
     return result["extra_mb"]
 
 
-def test_global_attention_at_10000_neurons_never_holds_the_n_by_n_map():
-    """Batch 1 keeps this fast: the 4 heads' N x N float32 maps alone would take 4 * 10^8 * 4 bytes = 1.6 GB
-    (measured here: ~40 MB above the inputs, and ~17 / 26 / 40 MB at N = 2,500 / 5,000 / 10,000)."""
-    assert _extra_memory_mb(10000, 1, None) < 300
+@pytest.mark.parametrize("batch", [1, 16])  # 16 trials fill one packed value group exactly
+def test_global_attention_at_10000_neurons_never_holds_the_n_by_n_map(batch):
+    """Small batches keep this fast: the 4 heads' N x N float32 maps alone would take 4 * 10^8 * 4 bytes =
+    1.6 GB (measured here at batch 1: ~40 MB above the inputs, and ~17 / 26 / 40 MB at N = 2,500 / 5,000 /
+    10,000; at batch 16, before the packed values were made contiguous, 2.9 GB at N = 8,000)."""
+    assert _extra_memory_mb(10000, batch, None) < 300
 
 
 @pytest.mark.slow

@@ -202,7 +202,10 @@ class NeuronAttention(Interaction):
             # Pack the trials into value vectors of the head dim the flash kernel needs: (G, H, N, E).
             e = q.shape[-1]
             g = -(-b // e)
-            packed = F.pad(v.permute(2, 1, 0), (0, g * e - b)).unflatten(-1, (g, e)).permute(2, 0, 1, 3)
+            # contiguous(): when B is a multiple of E the pad is a no-op and the permuted view would reach the
+            # kernel with a strided last dim, which sends SDPA to its quadratic math path.
+            packed = F.pad(v.permute(2, 1, 0), (0, g * e - b)).unflatten(-1, (g, e))
+            packed = packed.permute(2, 0, 1, 3).contiguous()
             o = F.scaled_dot_product_attention(q.expand(g, -1, -1, -1), k.expand(g, -1, -1, -1), packed, scale=1.0)
             return o.permute(1, 2, 0, 3).flatten(2)[..., :b].permute(2, 1, 0)
         weights = self._window_weights(q, k)  # (H, nb, L, 3L)
