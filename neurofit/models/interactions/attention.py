@@ -1,5 +1,5 @@
 """Neuron self-attention after the readout: each neuron's drive is corrected by a gated, attention-weighted
-mix of the other neurons' drives and features.
+mix of the other neurons' drives (optionally also their readout features).
 
 Queries and keys come from each neuron's learned embedding and a Fourier encoding of its cortical position, so
 the attention map is a property of the population (which neurons listen to which), the same for every
