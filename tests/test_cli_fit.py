@@ -45,6 +45,9 @@ def test_resume_continues_from_last_checkpoint(tiny_store, tmp_path):
     assert _fit(tiny_store, run, "--resume", epochs=1) == 0  # saved config says 1 epoch: nothing to redo
     info = json.loads((run / "train_info.json").read_text())
     assert info["epochs"] == 1
+    # --max-epochs with --resume extends the finished run's budget: one more epoch, not a fresh fit
+    assert _fit(tiny_store, run, "--resume", epochs=2) == 0
+    assert json.loads((run / "train_info.json").read_text())["epochs"] == 2
     # a refused re-fit into a used run dir
     assert _fit(tiny_store, run) == 2
 

@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--config", required=True, help="experiment config, e.g. configs/default.yaml")
     fit.add_argument("--out", required=True, help="run directory to create (or continue with --resume)")
     fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--max-epochs", type=int, default=None, help="override training.max_epochs")
+    fit.add_argument("--max-epochs", type=int, default=None,
+                     help="override training.max_epochs (with --resume: train a finished run further)")
     fit.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
     fit.add_argument("--devices", default="auto", help="number of devices per node, or auto")
     fit.add_argument("--num-nodes", type=int, default=1)

@@ -66,13 +66,16 @@ def fit(data: str | os.PathLike, config: str | os.PathLike, out: str | os.PathLi
         overrides: list[str] | None = None, progress: bool = True) -> Path:
     """Train the config's model on ``data`` into run dir ``out``; returns ``out``.
 
-    ``resume`` continues an interrupted run from ``checkpoints/last.ckpt`` with its saved config."""
+    ``resume`` continues an interrupted run from ``checkpoints/last.ckpt`` with its saved config; a
+    ``max_epochs`` given with it replaces the saved epoch budget, so a finished run can be trained further."""
     out = Path(out)
     ckpt = _check_run_dir(out, resume)
     owner = is_launcher_rank()
     if resume and (out / "config.yaml").exists():
         cfg = load_config(out / "config.yaml")
         seed = int(cfg["training"].get("seed", seed))
+        if max_epochs is not None:
+            cfg["training"]["max_epochs"] = int(max_epochs)
     else:
         cfg = load_config(config, overrides)
         cfg["training"]["seed"] = seed
