@@ -74,14 +74,12 @@ def fit(data: str | os.PathLike, config: str | os.PathLike, out: str | os.PathLi
     if resume and (out / "config.yaml").exists():
         cfg = load_config(out / "config.yaml")
         seed = int(cfg["training"].get("seed", seed))
-        if max_epochs is not None:
-            cfg["training"]["max_epochs"] = int(max_epochs)
     else:
         cfg = load_config(config, overrides)
         cfg["training"]["seed"] = seed
-        if max_epochs is not None:
-            cfg["training"]["max_epochs"] = int(max_epochs)
         cfg["data"]["path"] = str(Path(data).resolve())
+    if max_epochs is not None:
+        cfg["training"]["max_epochs"] = int(max_epochs)
     if "path" not in cfg["data"]:
         raise ConfigError(f"{out}/config.yaml: no data.path to resume from")
     L.seed_everything(seed, workers=True, verbose=False)

@@ -240,8 +240,7 @@ class NeuronAttention(Interaction):
         if not self.use_drive:
             return None
         maps = self.attention_map(None, None, embedding)  # (H, N, N)
-        gate = self.gate[:, None] if self.gate.dim() else self.gate
-        return gate * torch.einsum("h,hij->ij", self.value.weight[:, -1], maps)
+        return self.gate.reshape(-1, 1) * torch.einsum("h,hij->ij", self.value.weight[:, -1], maps)
 
     def _map_blocks(self) -> Iterator[torch.Tensor]:
         """Query indices per block of a global ``attention_map``."""
