@@ -10,6 +10,7 @@ import torch
 from neurofit.data.spec import RecordingSpec, spec_from_recording
 from neurofit.errors import ConfigError
 from neurofit.models.cores import CORES, CTRNNCore
+from neurofit.models.cores.frontend import FrameConv3d
 from neurofit.models.encoder import Encoder
 from neurofit.training.module import EncoderModule
 from tests.conftest import tiny_recording
@@ -50,6 +51,24 @@ def test_shapes_keep_the_image_plane(name, channels):
 STRIDED = {"gru": {"frontend": {**SMALL_FRONT, "input_stride": 2, "depthwise": True}},
            "ctrnn": {"frontend": {**SMALL_FRONT, "input_stride": 2, "depthwise": True}},
            "conv3d": {"input_stride": 2, "depthwise": True}}
+
+
+@pytest.mark.parametrize("groups, stride", [(1, 1), (3, 2)])
+def test_frame_conv_is_the_3d_convolution(groups, stride):
+    """The frame-by-frame 2D path computes nn.Conv3d's output and gradients with the same parameters."""
+    torch.manual_seed(0)
+    frame = FrameConv3d(3, 6, (1, 5, 5), stride=(1, stride, stride), padding=(0, 2, 2), groups=groups)
+    plain = torch.nn.Conv3d(3, 6, (1, 5, 5), stride=(1, stride, stride), padding=(0, 2, 2), groups=groups)
+    plain.load_state_dict(frame.state_dict())
+    x = torch.randn(2, 3, 7, 9, 11, requires_grad=True)
+    ours, ref = frame(x), plain(x)
+    assert ours.shape == ref.shape
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    weights = torch.randn_like(ref)
+    grads = torch.autograd.grad((ours * weights).sum(), (x, frame.weight, frame.bias))
+    ref_grads = torch.autograd.grad((ref * weights).sum(), (x, plain.weight, plain.bias))
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

