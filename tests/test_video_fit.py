@@ -61,3 +61,17 @@ def test_fit_and_evaluate_video_config(video_store, tmp_path, core):
     assert metrics["tier"] == "test" and set(metrics["recordings"]) == {"m0", "m1"}
     assert all(np.isfinite(metrics["mean"][k]) for k in ("single_trial_correlation", "correlation_to_average",
                                                            "oracle_correlation", "fraction_of_ceiling"))
+
+
+def test_cosine_schedule_under_truncated_bptt(video_store, tmp_path):
+    """With truncated BPTT (manual optimisation) the cosine schedule is stepped once per batch and ends at 1%
+    of the learning rate after the last batch of the epoch budget; the plateau scheduler is left alone."""
+    run = tmp_path / "gru"
+    args = ["fit", "--data", str(video_store), "--config", "configs/video_gru.yaml", "--out", str(run),
+            "--max-epochs", str(EPOCHS), *SMALL["gru"], "--set", "data.batch_size=10",
+            "--set", f"training.skip_frames={BURN_IN}", "--set", f"training.tbptt_frames={CHUNK}",
+            "--set", "training.lr=0.01", "--set", "training.scheduler=cosine"]
+    assert main(args) == 0
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert saved["lr_schedulers"][0]["last_epoch"] == EPOCHS * 8  # one step per batch of 10 trials
+    assert saved["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.01 * 0.01)

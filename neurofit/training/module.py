@@ -112,6 +112,8 @@ class EncoderModule(L.LightningModule):
                 opt.step()
                 core.detach_state()
                 losses.append(loss.detach())
+        if self.train_cfg.get("scheduler", "plateau") == "cosine":
+            self.lr_schedulers().step()  # per batch, as Lightning would with interval "step"
         if losses:
             self.log("train/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=len(batch["responses"]))
 
@@ -137,9 +139,9 @@ class EncoderModule(L.LightningModule):
         if per_rec:
             # Every rank scores the full validation set, so this value is identical across ranks.
             self.log("val/correlation", float(np.mean(per_rec)), prog_bar=True, sync_dist=False)
-            scheduler = None if self.automatic_optimization else self.lr_schedulers()
-            if scheduler is not None:  # Lightning steps schedulers only under automatic optimisation
-                scheduler.step(float(np.mean(per_rec)))
+            # Lightning steps schedulers only under automatic optimisation
+            if not self.automatic_optimization and self.train_cfg.get("scheduler", "plateau") == "plateau":
+                self.lr_schedulers().step(float(np.mean(per_rec)))
 
     def configure_optimizers(self) -> dict:
         """AdamW with ``training.scheduler``: "plateau" (decay by ``lr_decay_factor`` when the validation
@@ -151,9 +153,6 @@ class EncoderModule(L.LightningModule):
                                 weight_decay=float(cfg.get("weight_decay", 0.0)))
         kind = cfg.get("scheduler", "plateau")
         if kind == "cosine":
-            if not self.automatic_optimization:
-                raise ConfigError("training.scheduler: cosine is stepped per batch and needs automatic "
-                                  "optimisation; use plateau with training.tbptt_frames")
             total = max(1, int(self.trainer.estimated_stepping_batches))
             warmup = int(float(cfg.get("warmup_epochs", 0)) * total / max(1, self.trainer.max_epochs))
 
@@ -164,6 +163,7 @@ class EncoderModule(L.LightningModule):
                 return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
 
             sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+            # Under truncated BPTT (manual optimisation) _tbptt_step steps it once per batch.
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         if kind != "plateau":
             raise ConfigError(f"training.scheduler: unknown {kind!r} (choose plateau or cosine)")
