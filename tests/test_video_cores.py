@@ -53,12 +53,12 @@ STRIDED = {"gru": {"frontend": {**SMALL_FRONT, "input_stride": 2, "depthwise": T
            "conv3d": {"input_stride": 2, "depthwise": True}}
 
 
-@pytest.mark.parametrize("groups, stride", [(1, 1), (3, 2)])
-def test_frame_conv_is_the_3d_convolution(groups, stride):
-    """The frame-by-frame 2D path computes nn.Conv3d's output and gradients with the same parameters."""
+@pytest.mark.parametrize("taps, groups, stride", [(1, 1, 1), (1, 3, 2), (3, 3, 1), (4, 1, 2)])
+def test_frame_conv_is_the_3d_convolution(taps, groups, stride):
+    """The 2D-per-frame path computes nn.Conv3d's output and gradients with the same parameters."""
     torch.manual_seed(0)
-    frame = FrameConv3d(3, 6, (1, 5, 5), stride=(1, stride, stride), padding=(0, 2, 2), groups=groups)
-    plain = torch.nn.Conv3d(3, 6, (1, 5, 5), stride=(1, stride, stride), padding=(0, 2, 2), groups=groups)
+    shape = dict(kernel_size=(taps, 5, 5), stride=(1, stride, stride), padding=(0, 2, 2), groups=groups)
+    frame, plain = FrameConv3d(3, 6, **shape), torch.nn.Conv3d(3, 6, **shape)
     plain.load_state_dict(frame.state_dict())
     x = torch.randn(2, 3, 7, 9, 11, requires_grad=True)
     ours, ref = frame(x), plain(x)
@@ -69,6 +69,8 @@ def test_frame_conv_is_the_3d_convolution(groups, stride):
     ref_grads = torch.autograd.grad((ref * weights).sum(), (x, plain.weight, plain.bias))
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="temporal stride 1, padding 0"):
+        FrameConv3d(3, 6, (taps, 5, 5), padding=1)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

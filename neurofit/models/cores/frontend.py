@@ -18,32 +18,45 @@ StackState = tuple[torch.Tensor, ...]
 
 
 class FrameConv3d(nn.Conv3d):
-    """A 3D convolution with a (1, k, k) kernel, computed as a 2D convolution of every frame.
+    """A 3D convolution computed as 2D convolutions of the frames, one per temporal tap, summed with each
+    tap's delay (no temporal padding or stride: causality comes from the carried context).
 
     Same parameters and output as ``nn.Conv3d``; CPU backends have far faster 2D kernels, above all for
-    depthwise convolutions in channels-last layout (forward + backward of a 7 x 7 depthwise layer on 400
-    frames: 250 ms as 3D, 47 ms as 2D). Input (B, C, T, H, W); output (B, C_out, T, H', W').
+    depthwise convolutions in channels-last layout (forward + backward on 400 frames of 16 x 18 x 32: a 7 x 7
+    depthwise layer 250 ms as 3D, 47 ms as 2D; a (5, 7, 7) depthwise one 2.7x faster by taps).
+    Input (B, C, T, H, W); output (B, C_out, T - kt + 1, H', W').
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.stride[0] != 1 or self.padding[0] != 0 or self.dilation[0] != 1:
+            raise ValueError("FrameConv3d needs temporal stride 1, padding 0 and dilation 1")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, height, width = x.shape
+        taps = self.kernel_size[0]
+        steps = t - taps + 1
         frames = x.transpose(1, 2).reshape(b * t, c, height, width).contiguous(memory_format=torch.channels_last)
-        y = F.conv2d(frames, self.weight[:, :, 0], self.bias, self.stride[1:], self.padding[1:],
-                     self.dilation[1:], self.groups)
-        return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)
+        out = None
+        for tap in range(taps):
+            y = F.conv2d(frames, self.weight[:, :, tap], self.bias if tap == 0 else None, self.stride[1:],
+                         self.padding[1:], self.dilation[1:], self.groups)
+            y = y.reshape(b, t, *y.shape[1:])[:, tap:tap + steps]
+            out = y if out is None else out + y
+        return out.transpose(1, 2)
 
 
 def _conv(in_channels: int, out_channels: int, kernel: tuple[int, int, int], stride: int,
           depthwise: bool) -> nn.Module:
     """A bias-free 3D convolution with "same" spatial padding, stride (1, s, s); ``depthwise``: a per-channel
     convolution followed by a 1 x 1 x 1 mixing one (depthwise-separable, about k^2 times fewer weights).
-    Purely spatial kernels (1, k, k) run frame by frame (``FrameConv3d``)."""
+    Purely spatial and depthwise kernels run as 2D convolutions of frames (``FrameConv3d``)."""
     pad = (0, kernel[1] // 2, kernel[2] // 2)
-    conv = FrameConv3d if kernel[0] == 1 else nn.Conv3d
     if not depthwise:
+        conv = FrameConv3d if kernel[0] == 1 else nn.Conv3d
         return conv(in_channels, out_channels, kernel, stride=(1, stride, stride), padding=pad, bias=False)
     return nn.Sequential(
-        conv(in_channels, in_channels, kernel, stride=(1, stride, stride), padding=pad, groups=in_channels,
+        FrameConv3d(in_channels, in_channels, kernel, stride=(1, stride, stride), padding=pad, groups=in_channels,
              bias=False),
         nn.Conv3d(in_channels, out_channels, 1, bias=False))
 
