@@ -131,6 +131,7 @@ def throughput(args: argparse.Namespace) -> dict:
 
 def quality(args: argparse.Namespace) -> dict:
     """Fit and evaluate every core's config on ``args.data``."""
+    from neurofit.analysis.compare import read_neurons, wilcoxon_p
     from neurofit.evaluation import evaluate
     from neurofit.training.fit import fit
 
@@ -154,9 +155,13 @@ def quality(args: argparse.Namespace) -> dict:
         targets.update(best_recurrent=best,
                        recurrent_at_least_0_8_of_ceiling=results[best]["fraction_of_ceiling"] >= 0.8)
     if "gru" in results and "conv3d" in results:  # the same-size comparison, at the epochs each run trained
-        gru, conv = results["gru"], results["conv3d"]
-        targets.update(gru_beats_conv3d=gru["single_trial_correlation"] > conv["single_trial_correlation"],
-                       gru_and_conv3d_epochs=[gru["epochs"], conv["epochs"]])
+        gru, conv = (read_neurons(out_root / c)["single_trial_correlation"].values for c in ("gru", "conv3d"))
+        p_value, _ = wilcoxon_p(conv, gru)
+        targets.update(gru_beats_conv3d=results["gru"]["single_trial_correlation"]
+                       > results["conv3d"]["single_trial_correlation"],
+                       gru_minus_conv3d_median_neuron_r=float(np.nanmedian(gru - conv)),
+                       gru_vs_conv3d_neuron_wilcoxon_p=p_value,
+                       gru_and_conv3d_epochs=[results["gru"]["epochs"], results["conv3d"]["epochs"]])
     return {"benchmark": "video_quality", "data": str(args.data), "epochs": args.epochs, "overrides": args.set,
             "threads": args.threads, "seed": args.seed, "runs": str(out_root),
             "results": results, "targets": targets}
