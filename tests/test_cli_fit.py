@@ -1,5 +1,6 @@
 """fit -> evaluate -> resume through the command line, baselines, and one-line errors for bad input."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -45,9 +46,21 @@ def test_resume_continues_from_last_checkpoint(tiny_store, tmp_path):
     assert _fit(tiny_store, run, "--resume", epochs=1) == 0  # saved config says 1 epoch: nothing to redo
     info = json.loads((run / "train_info.json").read_text())
     assert info["epochs"] == 1
+    # A row an interrupted session logged after its last checkpoint is trained again, so it must go.
+    log = run / "logs" / "metrics.csv"
+    with open(log) as fh:
+        header = fh.readline().strip().split(",")
+    with open(log, "a") as fh:
+        fh.write(",".join({"epoch": "1", "step": "99999", "train/loss": "7.0"}.get(k, "") for k in header) + "\n")
     # --max-epochs with --resume extends the finished run's budget: one more epoch, not a fresh fit
     assert _fit(tiny_store, run, "--resume", epochs=2) == 0
-    assert json.loads((run / "train_info.json").read_text())["epochs"] == 2
+    extended = json.loads((run / "train_info.json").read_text())
+    assert extended["epochs"] == 2 and extended["wall_s"] > info["wall_s"]  # both sessions' time
+    with open(log) as fh:
+        rows = list(csv.DictReader(fh))
+    # the history of both sessions, without the stale row
+    assert [r["epoch"] for r in rows if r.get("val/correlation")] == ["0", "1"]
+    assert not any(r["step"] == "99999" for r in rows)
     # a refused re-fit into a used run dir
     assert _fit(tiny_store, run) == 2
 
@@ -141,8 +154,6 @@ def test_wandb_logger_runs_offline(tiny_store, tmp_path, monkeypatch):
 
 
 def test_cosine_schedule_decays_over_the_epoch_budget(tiny_store, tmp_path):
-    import csv
-
     run = tmp_path / "run"
     assert _fit(tiny_store, run, "--set", "training.scheduler=cosine", "--set", "training.lr=0.004",
                 epochs=3) == 0

@@ -6,6 +6,7 @@ Run directory layout: ``config.yaml`` (resolved, with data path and seed), ``spe
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from neurofit.data.datamodule import NeuralDataModule
 from neurofit.errors import ConfigError, DataError
 from neurofit.io import write_json
 from neurofit.training.callbacks import AtomicCheckpointIO
+from neurofit.training.log_history import logged_rows, restore_rows
 
 
 def is_launcher_rank() -> bool:
@@ -95,15 +97,23 @@ def fit(data: str | os.PathLike, config: str | os.PathLike, out: str | os.PathLi
         save_config(cfg, out / "config.yaml")
         write_json(out / "specs.json", specs)
     start = time.time()
+    earlier_s = _earlier_wall_s(out) if ckpt is not None else 0.0
     if cfg["type"] == "ridge":
         info = _fit_ridge(model, dm, out)
     else:
         info = _fit_encoder(model, cfg, dm, specs, out, ckpt, accelerator, devices, num_nodes, strategy, logger,
                             progress)
     if info is not None and owner:
-        info.update(seed=seed, wall_s=time.time() - start, config=cfg["name"])
+        info.update(seed=seed, wall_s=earlier_s + time.time() - start, config=cfg["name"])
         write_json(out / "train_info.json", info)
     return out
+
+
+def _earlier_wall_s(out: Path) -> float:
+    """Fit time of the sessions before a resumed one, when a finished session recorded it (an interrupted
+    session writes no ``train_info.json``)."""
+    path = out / "train_info.json"
+    return float(json.loads(path.read_text()).get("wall_s", 0.0)) if path.exists() else 0.0
 
 
 def _build_model(cfg: dict, specs: list[dict]):
@@ -150,11 +160,14 @@ def _fit_encoder(module, cfg: dict, dm: NeuralDataModule, specs: list[dict], out
     if strategy == "ddp" and len(specs) > 1:
         # Each step trains one recording's readout; the others get no gradient on that step.
         strategy = "ddp_find_unused_parameters_true"
+    loggers = _loggers(out, logger, cfg)
+    if ckpt is not None:  # Lightning's CSV writer would start metrics.csv afresh
+        restore_rows(loggers[0], *logged_rows(out / "logs" / "metrics.csv", ckpt))
     trainer = L.Trainer(
         max_epochs=int(tcfg.get("max_epochs", 50)), max_time=tcfg.get("max_time"),
         val_check_interval=tcfg.get("val_check_interval", 1.0), accelerator=accelerator, devices=devices,
         num_nodes=num_nodes, strategy=strategy, precision=tcfg.get("precision", "32-true"),
-        logger=_loggers(out, logger, cfg), callbacks=callbacks, default_root_dir=str(out),
+        logger=loggers, callbacks=callbacks, default_root_dir=str(out),
         gradient_clip_val=tcfg.get("gradient_clip_val"), deterministic=bool(tcfg.get("deterministic", False)),
         use_distributed_sampler=False, enable_progress_bar=progress, enable_model_summary=False,
         plugins=[AtomicCheckpointIO()], log_every_n_steps=int(tcfg.get("log_every_n_steps", 20)),

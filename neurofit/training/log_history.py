@@ -1,0 +1,41 @@
+"""Keep a resumed run's CSV log whole: Lightning's CSV writer deletes ``metrics.csv`` when it starts, which
+would drop every epoch logged before ``--resume``."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+
+from neurofit.io import atomic_path
+
+
+def logged_rows(path: Path, checkpoint: Path) -> tuple[list[dict[str, str]], list[str]]:
+    """Rows of an earlier session's ``metrics.csv`` up to the step ``checkpoint`` was saved at (rows an
+    interrupted session logged after its last checkpoint are trained again, so they are dropped), and the
+    file's columns. Nothing when the file does not exist."""
+    if not path.exists():
+        return [], []
+    # mmap: only the step counter is read, not the weights into memory
+    step = int(torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = [row for row in reader if not row.get("step") or int(float(row["step"])) <= step]
+        return rows, list(reader.fieldnames or [])
+
+
+def restore_rows(csv_logger, rows: list[dict[str, str]], columns: list[str]) -> None:
+    """Write ``rows`` back into the CSV logger's ``metrics.csv`` (atomically) after its writer has started,
+    so the new session's rows are appended after them. Only on the rank that writes the log."""
+    if not rows:
+        return
+    writer = csv_logger.experiment  # starting the writer deletes the old file
+    if not hasattr(writer, "metrics_keys"):  # a non-zero rank's placeholder
+        return
+    path = Path(writer.metrics_file_path)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        out = csv.DictWriter(fh, fieldnames=columns)
+        out.writeheader()
+        out.writerows(rows)
+    writer.metrics_keys = sorted(columns)
