@@ -56,8 +56,8 @@ def _conv(in_channels: int, out_channels: int, kernel: tuple[int, int, int], str
         conv = FrameConv3d if kernel[0] == 1 else nn.Conv3d
         return conv(in_channels, out_channels, kernel, stride=(1, stride, stride), padding=pad, bias=False)
     return nn.Sequential(
-        FrameConv3d(in_channels, in_channels, kernel, stride=(1, stride, stride), padding=pad, groups=in_channels,
-             bias=False),
+        FrameConv3d(in_channels, in_channels, kernel, stride=(1, stride, stride), padding=pad,
+                    groups=in_channels, bias=False),
         nn.Conv3d(in_channels, out_channels, 1, bias=False))
 
 
