@@ -61,6 +61,7 @@ class EncoderModule(L.LightningModule):
         self.encoder = Encoder(config["model"], [RecordingSpec.from_dict(s) for s in specs])
         self.skip_frames = int(self.train_cfg.get("skip_frames", 0))
         self.tbptt_frames = int(self.train_cfg.get("tbptt_frames") or 0)
+        self.scheduler_kind = self.train_cfg.get("scheduler", "plateau")
         if self.tbptt_frames:
             self._check_tbptt()
             self.automatic_optimization = False
@@ -112,7 +113,7 @@ class EncoderModule(L.LightningModule):
                 opt.step()
                 core.detach_state()
                 losses.append(loss.detach())
-        if self.train_cfg.get("scheduler", "plateau") == "cosine":
+        if self.scheduler_kind == "cosine":
             self.lr_schedulers().step()  # per batch, as Lightning would with interval "step"
         if losses:
             self.log("train/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=len(batch["responses"]))
@@ -140,7 +141,7 @@ class EncoderModule(L.LightningModule):
             # Every rank scores the full validation set, so this value is identical across ranks.
             self.log("val/correlation", float(np.mean(per_rec)), prog_bar=True, sync_dist=False)
             # Lightning steps schedulers only under automatic optimisation
-            if not self.automatic_optimization and self.train_cfg.get("scheduler", "plateau") == "plateau":
+            if not self.automatic_optimization and self.scheduler_kind == "plateau":
                 self.lr_schedulers().step(float(np.mean(per_rec)))
 
     def configure_optimizers(self) -> dict:
@@ -151,7 +152,7 @@ class EncoderModule(L.LightningModule):
         cfg = self.train_cfg
         opt = torch.optim.AdamW(self.parameters(), lr=float(cfg.get("lr", 5e-3)),
                                 weight_decay=float(cfg.get("weight_decay", 0.0)))
-        kind = cfg.get("scheduler", "plateau")
+        kind = self.scheduler_kind
         if kind == "cosine":
             total = max(1, int(self.trainer.estimated_stepping_batches))
             warmup = int(float(cfg.get("warmup_epochs", 0)) * total / max(1, self.trainer.max_epochs))
