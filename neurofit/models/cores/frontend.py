@@ -17,6 +17,13 @@ from neurofit.models.cores.conv import laplace_penalty
 StackState = tuple[torch.Tensor, ...]
 
 
+def frames_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """Video (B, C, T, H, W) -> its frames as a batch of images (B * T, C, H, W) in channels-last layout (the
+    layout of the fast CPU 2D convolution kernels), in one copy."""
+    b, c, t, height, width = x.shape
+    return x.permute(0, 2, 3, 4, 1).reshape(b * t, height, width, c).permute(0, 3, 1, 2)
+
+
 class FrameConv3d(nn.Conv3d):
     """A 3D convolution computed as 2D convolutions of the frames, one per temporal tap, summed with each
     tap's delay (no temporal padding or stride: causality comes from the carried context).
@@ -33,10 +40,10 @@ class FrameConv3d(nn.Conv3d):
             raise ValueError("FrameConv3d needs temporal stride 1, padding 0 and dilation 1")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, t, height, width = x.shape
+        b, t = x.shape[0], x.shape[2]
         taps = self.kernel_size[0]
         steps = t - taps + 1
-        frames = x.transpose(1, 2).reshape(b * t, c, height, width).contiguous(memory_format=torch.channels_last)
+        frames = frames_channels_last(x)
         out = None
         for tap in range(taps):
             y = F.conv2d(frames, self.weight[:, :, tap], self.bias if tap == 0 else None, self.stride[1:],

@@ -28,7 +28,7 @@ from torch import nn
 
 from neurofit.models import constraints
 from neurofit.models.cores.ctrnn import CTRNN, MultiArea, song_yang_penalty
-from neurofit.models.cores.frontend import CausalConvStack
+from neurofit.models.cores.frontend import CausalConvStack, frames_channels_last
 
 #: A core's state between chunks: nested tuples of tensors, None before the first frame.
 CoreState = Any
@@ -107,8 +107,7 @@ class ConvGRUCell(nn.Module):
         (B, T, C_h, H, W) and the last state."""
         b, c, t, height, width = x.shape
         # The input terms do not depend on the state: one batched convolution over all frames.
-        frames = x.transpose(1, 2).reshape(b * t, c, height, width)
-        drive = self.input_conv(frames.contiguous(memory_format=torch.channels_last))  # CL: 1.5x faster on CPU
+        drive = self.input_conv(frames_channels_last(x))  # channels-last: 1.5x faster on CPU
         drive = drive.reshape(b, t, 3 * self.hidden_channels, height, width)
         if h is None:
             h = x.new_zeros(b, self.hidden_channels, height, width)
