@@ -161,3 +161,15 @@ def test_cosine_schedule_decays_over_the_epoch_budget(tiny_store, tmp_path):
         lrs = [float(r["lr-AdamW"]) for r in csv.DictReader(fh) if r.get("lr-AdamW")]
     assert lrs[0] == pytest.approx(0.004) and lrs[0] > lrs[1] > lrs[2]
     assert _fit(tiny_store, tmp_path / "bad", "--set", "training.scheduler=sometimes") == 2
+
+
+def test_step_schedule_decays_after_each_milestone(tiny_store, tmp_path):
+    run = tmp_path / "run"
+    assert _fit(tiny_store, run, "--set", "training.scheduler=step", "--set", "training.lr_milestones=[1, 2]",
+                "--set", "training.lr=0.004", "--set", "training.lr_decay_factor=0.5", epochs=3) == 0
+    with open(run / "logs" / "metrics.csv") as fh:
+        lrs = [float(r["lr-AdamW"]) for r in csv.DictReader(fh) if r.get("lr-AdamW")]
+    assert lrs == pytest.approx([0.004, 0.002, 0.001])
+    for i, bad in enumerate(("[2, 1]", "[]", "3")):
+        assert _fit(tiny_store, tmp_path / f"bad{i}", "--set", "training.scheduler=step",
+                    "--set", f"training.lr_milestones={bad}") == 2

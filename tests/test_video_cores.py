@@ -183,3 +183,20 @@ def test_tbptt_needs_a_video_core():
               "training": {"tbptt_frames": 5}}
     with pytest.raises(ConfigError, match="tbptt_frames needs a video core"):
         EncoderModule(config, [s.to_dict() for s in video_specs()])
+
+
+@pytest.mark.parametrize("name, recurrent", [("gru", 5), ("ctrnn", 10)])
+def test_skip_adds_the_front_end_features_after_the_recurrent_ones(name, recurrent):
+    """With ``skip`` the readout sees the recurrent output unchanged plus the front end's features, and the
+    chunked run still equals the whole video."""
+    plain, skipping = _core(name).eval(), _core(name, skip=True).eval()
+    assert skipping.out_channels == recurrent + SMALL_FRONT["channels"]
+    x = _video(frames=11)
+    with torch.no_grad():
+        whole, _ = skipping.forward_chunk(x)
+        front, _ = skipping.frontend(x)
+        first, state = skipping.forward_chunk(x[:, :, :4])
+        rest, _ = skipping.forward_chunk(x[:, :, 4:], state)
+        torch.testing.assert_close(whole[:, :, :recurrent], plain(x))
+    assert torch.equal(whole[:, :, recurrent:], front.transpose(1, 2))
+    torch.testing.assert_close(torch.cat([first, rest], dim=1), whole, rtol=1e-5, atol=1e-5)

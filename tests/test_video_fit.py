@@ -63,15 +63,19 @@ def test_fit_and_evaluate_video_config(video_store, tmp_path, core):
                                                            "oracle_correlation", "fraction_of_ceiling"))
 
 
-def test_cosine_schedule_under_truncated_bptt(video_store, tmp_path):
-    """With truncated BPTT (manual optimisation) the cosine schedule is stepped once per batch and ends at 1%
-    of the learning rate after the last batch of the epoch budget; the plateau scheduler is left alone."""
+@pytest.mark.parametrize("scheduler, steps, final_lr", [
+    (["cosine"], EPOCHS * 8, 0.01 * 0.01),  # once per batch of 10 trials, ending at 1% of lr
+    (["step", "--set", "training.lr_milestones=[1]"], EPOCHS, 0.01 * 0.3),  # once per epoch
+])
+def test_schedules_under_truncated_bptt(video_store, tmp_path, scheduler, steps, final_lr):
+    """With truncated BPTT (manual optimisation) the module steps the cosine schedule once per batch and the
+    step schedule once per epoch, which Lightning would do only under automatic optimisation."""
     run = tmp_path / "gru"
     args = ["fit", "--data", str(video_store), "--config", "configs/video_gru.yaml", "--out", str(run),
             "--max-epochs", str(EPOCHS), *SMALL["gru"], "--set", "data.batch_size=10",
             "--set", f"training.skip_frames={BURN_IN}", "--set", f"training.tbptt_frames={CHUNK}",
-            "--set", "training.lr=0.01", "--set", "training.scheduler=cosine"]
+            "--set", "training.lr=0.01", "--set", f"training.scheduler={scheduler[0]}", *scheduler[1:]]
     assert main(args) == 0
     saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
-    assert saved["lr_schedulers"][0]["last_epoch"] == EPOCHS * 8  # one step per batch of 10 trials
-    assert saved["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.01 * 0.01)
+    assert saved["lr_schedulers"][0]["last_epoch"] == steps
+    assert saved["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(final_lr)

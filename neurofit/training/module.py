@@ -144,11 +144,17 @@ class EncoderModule(L.LightningModule):
             if not self.automatic_optimization and self.scheduler_kind == "plateau":
                 self.lr_schedulers().step(float(np.mean(per_rec)))
 
+    def on_train_epoch_end(self) -> None:
+        # Lightning steps epoch-interval schedulers only under automatic optimisation.
+        if not self.automatic_optimization and self.scheduler_kind == "step":
+            self.lr_schedulers().step()
+
     def configure_optimizers(self) -> dict:
         """AdamW with ``training.scheduler``: "plateau" (decay by ``lr_decay_factor`` when the validation
-        correlation stalls for ``lr_patience`` validations) or "cosine" (linear warm-up over
-        ``warmup_epochs``, then cosine decay to 1% of ``lr`` at the last step of ``max_epochs``; what a fixed
-        epoch budget wants)."""
+        correlation stalls for ``lr_patience`` validations), "step" (decay by ``lr_decay_factor`` after each
+        epoch listed in ``lr_milestones``; for when validation creeps up too slowly for the plateau test to
+        fire) or "cosine" (linear warm-up over ``warmup_epochs``, then cosine decay to 1% of ``lr`` at the last
+        step of ``max_epochs``; what a fixed epoch budget wants)."""
         cfg = self.train_cfg
         opt = torch.optim.AdamW(self.parameters(), lr=float(cfg.get("lr", 5e-3)),
                                 weight_decay=float(cfg.get("weight_decay", 0.0)))
@@ -166,11 +172,25 @@ class EncoderModule(L.LightningModule):
             sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
             # Under truncated BPTT (manual optimisation) _tbptt_step steps it once per batch.
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if kind == "step":
+            sched = torch.optim.lr_scheduler.MultiStepLR(opt, _milestones(cfg.get("lr_milestones")),
+                                                         gamma=float(cfg.get("lr_decay_factor", 0.3)))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         if kind != "plateau":
-            raise ConfigError(f"training.scheduler: unknown {kind!r} (choose plateau or cosine)")
+            raise ConfigError(f"training.scheduler: unknown {kind!r} (choose plateau, step or cosine)")
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="max", factor=float(cfg.get("lr_decay_factor", 0.3)),
             patience=int(cfg.get("lr_patience", 3)), threshold=1e-3, min_lr=1e-5)
         if not self.automatic_optimization:  # stepped in on_validation_epoch_end instead
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched}}
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/correlation"}}
+
+
+def _milestones(value: Any) -> list[int]:
+    """``training.lr_milestones``: a non-empty list of increasing positive epoch counts."""
+    ok = isinstance(value, (list, tuple)) and value and all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    if not ok or list(value) != sorted(set(value)):
+        raise ConfigError(f"training.lr_milestones: {value!r} must be a list of increasing positive epoch counts "
+                          "(the step scheduler decays the learning rate after each)")
+    return list(value)

@@ -85,6 +85,13 @@ class VideoCore(nn.Module, abc.ABC):
         self._state = detach_state(self._state)
 
 
+def with_frontend(out: torch.Tensor, features: torch.Tensor, skip: bool) -> torch.Tensor:
+    """The recurrent output (B, T, C_rec, H, W), with ``skip`` followed by the front end's features
+    (B, C_front, T, H, W) as extra channels: (B, T, C_rec + C_front, H, W). The readout then sees the fast
+    feed-forward features next to the recurrent state, as neuralpredictors' stacked cores feed every layer."""
+    return torch.cat([out, features.transpose(1, 2)], dim=2) if skip else out
+
+
 class ConvGRUCell(nn.Module):
     """Convolutional GRU: z = s(Wz x + Uz h), r = s(Wr x + Ur h), n = tanh(Wn x + Un (r h)),
     h' = (1 - z) h + z n, with "same"-padded k x k convolutions so every position keeps its own state.
@@ -131,23 +138,25 @@ class GRUCore(VideoCore):
         in_channels: stimulus channels (1).
         frontend: options of ``CausalConvStack`` (channels, layers, input_kernel, hidden_kernel,
             temporal_kernel); always factorized (2+1)D.
-        hidden_channels: GRU state channels = output channels.
+        hidden_channels: GRU state channels.
         kernel: GRU spatial kernel (pixels).
-    Input (B, in_channels, T, H, W); output (B, T, hidden_channels, H, W).
+        skip: the readout also sees the front end's features (``with_frontend``).
+    Input (B, in_channels, T, H, W); output (B, T, hidden_channels (+ front-end channels with skip), H, W).
     """
 
     def __init__(self, in_channels: int = 1, frontend: dict | None = None, hidden_channels: int = 16,
-                 kernel: int = 3) -> None:
+                 kernel: int = 3, skip: bool = False) -> None:
         super().__init__()
         self.frontend = CausalConvStack(in_channels, **(frontend or {}), factorized=True)
         self.gru = ConvGRUCell(self.frontend.out_channels, hidden_channels, kernel)
-        self.out_channels = hidden_channels
+        self.skip = skip
+        self.out_channels = hidden_channels + (self.frontend.out_channels if skip else 0)
 
     def forward_chunk(self, x: torch.Tensor, state: CoreState = None) -> tuple[torch.Tensor, CoreState]:
         front_state, h = state if state is not None else (None, None)
         features, front_state = self.frontend(x, front_state)
         out, h = self.gru(features, h)
-        return out, (front_state, h)
+        return with_frontend(out, features, self.skip), (front_state, h)
 
     def regularizer(self) -> torch.Tensor:
         """Laplace smoothness of the front end's first spatial filters."""
@@ -177,7 +186,8 @@ class CTRNNCore(VideoCore):
         rate_l2, weight_l2, weight_l1: Song-Yang regulariser coefficients (``song_yang_penalty``), added to
             the front end's smoothness penalty in ``regularizer()``.
         seed: seed of the masks and initial weights.
-    Input (B, in_channels, T, H, W); output (B, T, n_readout_units, H, W).
+        skip: the readout also sees the front end's features (``with_frontend``).
+    Input (B, in_channels, T, H, W); output (B, T, n_readout_units (+ front-end channels with skip), H, W).
     """
 
     def __init__(self, in_channels: int = 1, frontend: dict | None = None, hidden_size: int = 32,
@@ -185,7 +195,7 @@ class CTRNNCore(VideoCore):
                  preact_noise: float = 0.0, postact_noise: float = 0.0, e_fraction: float | None = 0.8,
                  g: float = 1.0, density: float = 1.0, plastic_density: float = 1.0,
                  multi_area: dict | None = None, rate_l2: float = 0.0, weight_l2: float = 0.0,
-                 weight_l1: float = 0.0, seed: int = 0) -> None:
+                 weight_l1: float = 0.0, seed: int = 0, skip: bool = False) -> None:
         super().__init__()
         self.frontend = CausalConvStack(in_channels, **(frontend or {}), factorized=True)
         gen = torch.Generator().manual_seed(seed)
@@ -197,7 +207,8 @@ class CTRNNCore(VideoCore):
                          recurrent_mask=constraints.random_mask(shape, density, gen),
                          plasticity_mask=constraints.random_mask(shape, plastic_density, gen))
         self.penalties = {"rate_l2": rate_l2, "weight_l2": weight_l2, "weight_l1": weight_l1}
-        self.out_channels = len(self.rnn.readout_index)
+        self.skip = skip
+        self.out_channels = len(self.rnn.readout_index) + (self.frontend.out_channels if skip else 0)
         self._rates: torch.Tensor | None = None
 
     def forward_chunk(self, x: torch.Tensor, state: CoreState = None) -> tuple[torch.Tensor, CoreState]:
@@ -210,7 +221,7 @@ class CTRNNCore(VideoCore):
             # Kept for the firing-rate term of regularizer(), which the training step calls after forward.
             self._rates = rates
         out = self.rnn.readout(rates).reshape(b, height, width, t, -1).permute(0, 3, 4, 1, 2)
-        return out, (front_state, h)
+        return with_frontend(out, features, self.skip), (front_state, h)
 
     def regularizer(self) -> torch.Tensor:
         """Front-end smoothness plus the Song-Yang penalty (rates of the last training forward pass, and the
