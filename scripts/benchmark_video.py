@@ -1,5 +1,5 @@
-"""Benchmark of the video cores (gru, gru_wide, ctrnn, conv3d as in configs/video_*.yaml). Prints one JSON
-object.
+"""Benchmark of the video cores (gru, gru_wide, ctrnn, conv3d, conv3d_wide as in configs/video_*.yaml). Prints
+one JSON object.
 
 ``throughput``: training frames/s at SENSORIUM 2023 scale (8,000 neurons, 300-frame trials, 36 x 64, behaviour
 and pupil per frame) with truncated BPTT as in ``EncoderModule`` (the config's ``tbptt_frames`` chunks, one
@@ -9,11 +9,12 @@ subprocess so its peak memory is its own: ``peak_mem_mb`` is the peak resident s
 
 ``quality``: fits every config on a video store with ground truth (``neurofit simulate v1 --video``), evaluates
 on the test tier and reports the fraction of ceiling and held-out correlations, with the issue's targets
-(the best recurrent core >= 0.8 of ceiling; the ConvGRU better than the 3D-conv core of the same size).
-``gru_wide`` is the ConvGRU with twice the channels (``configs/video_gru_wide.yaml``).
+(the best recurrent core >= 0.8 of ceiling; each ConvGRU better than the 3D-conv core of its size: ``gru`` vs
+``conv3d``, and ``gru_wide``, the ConvGRU with twice the channels and the front end fed to the readout, vs
+``conv3d_wide``).
 
     python scripts/benchmark_video.py throughput [--device cuda] [--batch 1] [--steps 2]
-    python scripts/benchmark_video.py quality --data VIDEO.zarr --out RUNS [--epochs 3] [--set KEY=VALUE ...]
+    python scripts/benchmark_video.py quality --data VIDEO.zarr --out RUNS [--epochs N] [--set KEY=VALUE ...]
 
 ``quality`` reuses a core's run that already finished in RUNS, so ``--cores gru`` and ``--cores conv3d`` can
 run side by side (one thread each) and a final call with all cores only evaluates and reports.
@@ -34,8 +35,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-CORES = ("gru", "gru_wide", "ctrnn", "conv3d")
+CORES = ("gru", "gru_wide", "ctrnn", "conv3d", "conv3d_wide")
 RECURRENT = ("gru", "gru_wide", "ctrnn")
+#: (recurrent, feed-forward) cores with about as many core parameters.
+SAME_SIZE = (("gru", "conv3d"), ("gru_wide", "conv3d_wide"))
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -131,7 +134,6 @@ def throughput(args: argparse.Namespace) -> dict:
 
 def quality(args: argparse.Namespace) -> dict:
     """Fit and evaluate every core's config on ``args.data``."""
-    from neurofit.analysis.compare import read_neurons, wilcoxon_p
     from neurofit.evaluation import evaluate
     from neurofit.training.fit import fit
 
@@ -154,17 +156,25 @@ def quality(args: argparse.Namespace) -> dict:
     if best is not None:
         targets.update(best_recurrent=best,
                        recurrent_at_least_0_8_of_ceiling=results[best]["fraction_of_ceiling"] >= 0.8)
-    if "gru" in results and "conv3d" in results:  # the same-size comparison, at the epochs each run trained
-        gru, conv = (read_neurons(out_root / c)["single_trial_correlation"].values for c in ("gru", "conv3d"))
-        p_value, _ = wilcoxon_p(conv, gru)
-        targets.update(gru_beats_conv3d=results["gru"]["single_trial_correlation"]
-                       > results["conv3d"]["single_trial_correlation"],
-                       gru_minus_conv3d_median_neuron_r=float(np.nanmedian(gru - conv)),
-                       gru_vs_conv3d_neuron_wilcoxon_p=p_value,
-                       gru_and_conv3d_epochs=[results["gru"]["epochs"], results["conv3d"]["epochs"]])
+    for gru, conv in SAME_SIZE:  # at the epochs each run trained
+        if gru in results and conv in results:
+            targets[f"{gru}_vs_{conv}"] = _paired(out_root, results, gru, conv)
     return {"benchmark": "video_quality", "data": str(args.data), "epochs": args.epochs, "overrides": args.set,
             "threads": args.threads, "seed": args.seed, "runs": str(out_root),
             "results": results, "targets": targets}
+
+
+def _paired(out_root: Path, results: dict, gru: str, conv: str) -> dict:
+    """Recurrent vs feed-forward core of the same size: who wins on mean single-trial r, the median per-neuron
+    difference and a Wilcoxon signed-rank test over neurons."""
+    from neurofit.analysis.compare import read_neurons, wilcoxon_p
+
+    a, b = (read_neurons(out_root / c)["single_trial_correlation"].values for c in (gru, conv))
+    p_value, _ = wilcoxon_p(b, a)
+    return {"recurrent_beats_conv3d": results[gru]["single_trial_correlation"]
+            > results[conv]["single_trial_correlation"],
+            "median_neuron_r_difference": float(np.nanmedian(a - b)), "neuron_wilcoxon_p": p_value,
+            "epochs": [results[gru]["epochs"], results[conv]["epochs"]]}
 
 
 def main() -> None:
@@ -185,7 +195,7 @@ def main() -> None:
     q = sub.add_parser("quality")
     q.add_argument("--data", required=True, help="video store with truth, e.g. from neurofit simulate v1 --video")
     q.add_argument("--out", help="directory for the runs (default: a temporary directory)")
-    q.add_argument("--epochs", type=int, default=3)
+    q.add_argument("--epochs", type=int, help="override every config's training.max_epochs")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--cores", nargs="+", default=list(CORES), choices=CORES)
     q.add_argument("--set", action="append", help="config override for every run, e.g. data.batch_size=4")

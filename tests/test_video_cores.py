@@ -3,13 +3,16 @@ training of the CTRNN core, CTRNN options from the config, and truncated BPTT in
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from neurofit.config import load_config
 from neurofit.data.spec import RecordingSpec, spec_from_recording
 from neurofit.errors import ConfigError
-from neurofit.models.cores import CORES, CTRNNCore
+from neurofit.models.cores import CORES, CTRNNCore, VideoCore
 from neurofit.models.cores.frontend import FrameConv3d
 from neurofit.models.encoder import Encoder
 from neurofit.training.module import EncoderModule
@@ -200,3 +203,17 @@ def test_skip_adds_the_front_end_features_after_the_recurrent_ones(name, recurre
         torch.testing.assert_close(whole[:, :, :recurrent], plain(x))
     assert torch.equal(whole[:, :, recurrent:], front.transpose(1, 2))
     torch.testing.assert_close(torch.cat([first, rest], dim=1), whole, rtol=1e-5, atol=1e-5)
+
+
+# video_base.yaml holds the shared training settings, not a model.
+VIDEO_CONFIGS = sorted(p for p in Path("configs").glob("video_*.yaml") if p.stem != "video_base")
+
+
+@pytest.mark.parametrize("path", VIDEO_CONFIGS, ids=lambda p: p.stem)
+def test_every_shipped_video_config_builds_and_predicts_per_frame(path):
+    cfg = load_config(path)
+    encoder = Encoder(cfg["model"], video_specs()).eval()
+    assert isinstance(encoder.core, VideoCore)
+    with torch.no_grad():
+        rate = encoder("m0", torch.rand(2, 7, 8, 10), torch.rand(2, 7, 3), torch.rand(2, 7, 2))
+    assert rate.shape == (2, 7, 12) and torch.isfinite(rate).all() and (rate > 0).all()
