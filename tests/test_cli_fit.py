@@ -161,6 +161,7 @@ def test_cosine_schedule_decays_over_the_epoch_budget(tiny_store, tmp_path):
         lrs = [float(r["lr-AdamW"]) for r in csv.DictReader(fh) if r.get("lr-AdamW")]
     assert lrs[0] == pytest.approx(0.004) and lrs[0] > lrs[1] > lrs[2]
     assert _fit(tiny_store, tmp_path / "bad", "--set", "training.scheduler=sometimes") == 2
+    assert not (tmp_path / "bad").exists()  # refused before the run directory is written
 
 
 def test_step_schedule_decays_after_each_milestone(tiny_store, tmp_path):
@@ -173,3 +174,4 @@ def test_step_schedule_decays_after_each_milestone(tiny_store, tmp_path):
     for i, bad in enumerate(("[2, 1]", "[]", "3")):
         assert _fit(tiny_store, tmp_path / f"bad{i}", "--set", "training.scheduler=step",
                     "--set", f"training.lr_milestones={bad}") == 2
+        assert not (tmp_path / f"bad{i}").exists()

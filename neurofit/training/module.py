@@ -61,7 +61,11 @@ class EncoderModule(L.LightningModule):
         self.encoder = Encoder(config["model"], [RecordingSpec.from_dict(s) for s in specs])
         self.skip_frames = int(self.train_cfg.get("skip_frames", 0))
         self.tbptt_frames = int(self.train_cfg.get("tbptt_frames") or 0)
-        self.scheduler_kind = self.train_cfg.get("scheduler", "plateau")
+        # Checked here, when fit builds the model and before it writes the run directory.
+        kind = self.scheduler_kind = self.train_cfg.get("scheduler", "plateau")
+        if kind not in ("plateau", "step", "cosine"):
+            raise ConfigError(f"training.scheduler: unknown {kind!r} (choose plateau, step or cosine)")
+        self.lr_milestones = _milestones(self.train_cfg.get("lr_milestones")) if kind == "step" else []
         if self.tbptt_frames:
             self._check_tbptt()
             self.automatic_optimization = False
@@ -173,11 +177,9 @@ class EncoderModule(L.LightningModule):
             # Under truncated BPTT (manual optimisation) _tbptt_step steps it once per batch.
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         if kind == "step":
-            sched = torch.optim.lr_scheduler.MultiStepLR(opt, _milestones(cfg.get("lr_milestones")),
+            sched = torch.optim.lr_scheduler.MultiStepLR(opt, self.lr_milestones,
                                                          gamma=float(cfg.get("lr_decay_factor", 0.3)))
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-        if kind != "plateau":
-            raise ConfigError(f"training.scheduler: unknown {kind!r} (choose plateau, step or cosine)")
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="max", factor=float(cfg.get("lr_decay_factor", 0.3)),
             patience=int(cfg.get("lr_patience", 3)), threshold=1e-3, min_lr=1e-5)
