@@ -206,7 +206,8 @@ def test_skip_adds_the_front_end_features_after_the_recurrent_ones(name, recurre
 
 
 # video_base.yaml holds the shared training settings, not a model.
-VIDEO_CONFIGS = sorted(p for p in Path("configs").glob("video_*.yaml") if p.stem != "video_base")
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+VIDEO_CONFIGS = sorted(p for p in CONFIGS.glob("video_*.yaml") if p.stem != "video_base")
 
 
 @pytest.mark.parametrize("path", VIDEO_CONFIGS, ids=lambda p: p.stem)
