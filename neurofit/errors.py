@@ -13,3 +13,7 @@ class DataError(NeurofitError):
 
 class ConfigError(NeurofitError):
     """A configuration names an unknown component or has an invalid value."""
+
+
+class TrainingError(NeurofitError):
+    """Training cannot go on (a non-finite loss or weights); the run keeps its last good checkpoint."""

@@ -87,21 +87,29 @@ def make_dynamic_tree(parent: Path, name: str = "dynamic29156-11-10-Video-8744ed
                       n_neurons: int = 10, height: int = 6, width: int = 8, seed: int = 1,
                       frames: tuple[int, ...] = (30, 24, 30, 18, 30, 21, 27, 30), nan_pad_to: int | None = None,
                       video_dtype: str = "float32", behavior_dtype: str = "float32",
-                      missing_test_responses: bool = True) -> Path:
+                      missing_test_responses: bool = True, tiers: tuple[str, ...] = DYNAMIC_TIERS,
+                      video_ids: tuple[int, ...] | None = None,
+                      withheld_tiers: tuple[str, ...] | None = None) -> Path:
     """A SENSORIUM 2023 dynamic FileTree: videos (H, W, T), responses (N, T), behavior (2, T), pupil (2, T).
 
-    Trials have the frame counts ``frames``. With ``nan_pad_to``, every trace file is padded with trailing NaN
-    to that many frames (and videos with NaN or 0) as some published files are. Test-tier responses are
-    absent (``missing_test_responses``) or all NaN.
+    Trials have the tiers ``tiers`` and frame counts ``frames``; trials with the same ``video_ids`` entry show
+    the same video (repeats, as the oracle and test tiers do). With ``nan_pad_to``, every file is padded with
+    trailing NaN to that many frames (videos with NaN, or 0 for integer videos), as the released files are.
+    Responses of ``withheld_tiers`` (default: every tier but train and oracle) are absent
+    (``missing_test_responses``) or all NaN.
     """
     rng = np.random.default_rng(seed)
     root = parent / name
-    tiers = np.array(DYNAMIC_TIERS)
+    tiers = np.array(tiers)
     n = len(tiers)
+    withheld_tiers = tuple(t for t in DYNAMIC_TIERS if t not in ("train", "oracle")) if withheld_tiers is None \
+        else withheld_tiers
+    ids = np.arange(n) if video_ids is None else np.asarray(video_ids)
+    videos = {v: rng.integers(0, 256, (height, width, max(frames))).astype(video_dtype) for v in np.unique(ids)}
     stacks: dict[str, list[np.ndarray]] = {"videos": [], "responses": [], "behavior": [], "pupil_center": []}
     for i in range(n):
         t = frames[i]
-        trial = {"videos": rng.integers(0, 256, (height, width, t)).astype(video_dtype),
+        trial = {"videos": videos[ids[i]][..., :t],
                  "responses": rng.gamma(1.0, 1.0, (n_neurons, t)).astype(np.float32),
                  "behavior": rng.normal(size=(2, t)).astype(behavior_dtype),
                  "pupil_center": rng.normal(size=(2, t)).astype(np.float32)}
@@ -111,7 +119,7 @@ def make_dynamic_tree(parent: Path, name: str = "dynamic29156-11-10-Video-8744ed
                 padded = np.full(value.shape[:-1] + (nan_pad_to,), fill, dtype=value.dtype)
                 padded[..., :t] = value
                 trial[key] = padded
-        withheld = tiers[i] not in ("train", "oracle")
+        withheld = tiers[i] in withheld_tiers
         for key, value in trial.items():
             if key == "responses" and withheld:
                 if missing_test_responses:

@@ -45,11 +45,22 @@ def test_validate_names_recording_and_problem(mutate, message):
 
 
 def test_nan_allowed_where_masked():
+    """Withheld test responses and their inputs may be NaN; a training trial with nothing recorded is an
+    error (it would be silently dropped), named with its index and tier."""
     ds, _ = tiny_recording()
+    test = int(np.flatnonzero(ds.tier.values == "test")[0])
     mask = np.ones(ds.sizes["trial"], bool)
-    mask[3] = False
-    ds = ds.assign(responses=ds.responses.where(ds.trial != 3), response_mask=("trial", mask))
+    mask[test] = False
+    nan_at = ds.trial == test
+    ds = ds.assign(responses=ds.responses.where(~nan_at), behavior=ds.behavior.where(~nan_at),
+                   pupil_center=ds.pupil_center.where(~nan_at), response_mask=("trial", mask))
     validate(ds)
+    mask[3] = False
+    with pytest.raises(DataError, match=r"response_mask is False for every frame of trial 3 \(tier 'train'\)"):
+        validate(ds.assign(response_mask=("trial", mask)))
+    mask[3] = True
+    with pytest.raises(DataError, match="behavior contains NaN or inf at trial 5, where response_mask is True"):
+        validate(ds.assign(behavior=ds.behavior.where(ds.trial != 5)))
 
 
 def test_interrupted_write_leaves_nothing(tmp_path):

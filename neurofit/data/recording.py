@@ -48,6 +48,8 @@ TEST_TIERS = ("test", "live_test_main", "live_test_bonus", "final_test", "final_
 #: Tiers used for validation (early stopping), first present wins: SENSORIUM 2023 has no "validation"
 #: tier and its baseline validates on the repeated "oracle" videos.
 VALIDATION_TIERS = ("validation", "oracle")
+#: Tiers whose trials must have recorded responses (every other tier may have them withheld).
+RESPONSES_REQUIRED_TIERS = ("train", "validation", "oracle")
 NEURON_COORDS = ("unit_id", "x_um", "y_um", "z_um")
 TRIAL_COORDS = ("tier", "stimulus_id")
 SENSORIUM_BEHAVIOR_CHANNELS = ("pupil_dilation", "pupil_dilation_derivative", "running_speed")
@@ -212,10 +214,20 @@ def _check_finite(ds: xr.Dataset, fail) -> None:
         if bad.any():
             trial = start + int(np.argwhere(bad)[0][0])
             fail(f"responses contain NaN or inf at trial {trial} (where response_mask is True)")
+        tiers = np.asarray(block["tier"].values).astype(str)
+        empty = np.isin(tiers, RESPONSES_REQUIRED_TIERS) & ~mask.reshape(len(tiers), -1).any(axis=1)
+        if empty.any():
+            trial = start + int(np.flatnonzero(empty)[0])
+            fail(f"response_mask is False for every frame of trial {trial} (tier '{tiers[trial - start]}'); "
+                 f"{list(RESPONSES_REQUIRED_TIERS)} trials need recorded responses (tier 'none' keeps it)")
         for var in ("stimulus", "behavior", "pupil_center", "inputs"):
             if var not in block.data_vars:
                 continue
             values = np.asarray(block[var].values)
             vmask = mask.reshape(mask.shape + (1,) * (values.ndim - mask.ndim))
-            if (~np.isfinite(values) & vmask).any():
-                fail(f"{var} contains NaN or inf on trials with recorded responses")
+            bad = ~np.isfinite(values) & vmask
+            if bad.any():
+                where = np.argwhere(bad)[0]
+                at = f"trial {start + int(where[0])}" + (f", frame {int(where[1])}" if mask.ndim == 2 else "")
+                fail(f"{var} contains NaN or inf at {at}, where response_mask is True (only masked frames, "
+                     "e.g. the padding of a trial, may be missing)")

@@ -40,6 +40,11 @@ def _construct(section: str, factory: Callable[..., nn.Module], **kwargs: Any) -
         raise ConfigError(f"model.{section}: {err}") from None
 
 
+def _neutral_fill(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with NaN and inf replaced by 0 (``torch.where`` keeps the gradient of the finite entries)."""
+    return torch.where(torch.isfinite(x), x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
 def build_core(cfg: dict, in_channels: int) -> nn.Module:
     """A core from its config: ``conv`` (static CNN), ``identity`` (no core, for the LN baseline), or a
     video core (``gru``, ``ctrnn``, ``conv3d``) from neurofit.models.cores.video."""
@@ -131,14 +136,17 @@ class Encoder(nn.Module):
 
     def _normalise(self, recording: str, stimulus: torch.Tensor, behavior: torch.Tensor | None,
                    pupil_center: torch.Tensor | None):
+        """z-score the inputs with the training statistics; non-finite entries (the NaN padding of released
+        SENSORIUM 2023 trials, or a user's missing values) become 0, the training mean, so they reach the
+        core, modulator and shifter as neutral values (their frames carry no loss through the mask)."""
         stim = getattr(self, f"stim_{recording}")
-        stimulus = (stimulus - stim[0]) / stim[1]
+        stimulus = _neutral_fill((stimulus - stim[0]) / stim[1])
         if behavior is not None and recording in self.modulators:
             beh = getattr(self, f"beh_{recording}")
-            behavior = (behavior - beh[0]) / beh[1]
+            behavior = _neutral_fill((behavior - beh[0]) / beh[1])
         if pupil_center is not None and recording in self.shifters:
             pup = getattr(self, f"pupil_{recording}")
-            pupil_center = (pupil_center - pup[0]) / pup[1]
+            pupil_center = _neutral_fill((pupil_center - pup[0]) / pup[1])
         return stimulus, behavior, pupil_center
 
     def core_features(self, stimulus: torch.Tensor) -> torch.Tensor:
@@ -189,12 +197,17 @@ class Encoder(nn.Module):
 
     def regularizer(self, weights: dict[str, float]) -> torch.Tensor:
         """Weighted sum of the components' penalties: ``core`` (first-layer smoothness), ``readout``
-        (feature sparsity), ``interactions`` (their own penalty, e.g. pool sparsity)."""
+        (feature sparsity), ``interactions`` (their own penalty, e.g. pool sparsity), plus the readouts'
+        position penalty (weighted by their own ``edge_penalty``)."""
         total = torch.zeros((), device=self.response_std(next(iter(self.specs))).device)
         if weights.get("core"):
             total = total + weights["core"] * self.core.regularizer()
         if weights.get("readout"):
             total = total + weights["readout"] * sum(r.regularizer() for r in self.readouts.values())
+        # Not a tunable prior but a guard against saturated positions, so it is on whatever the weights say.
+        for readout in self.readouts.values():
+            if hasattr(readout, "position_penalty"):
+                total = total + readout.position_penalty()
         if weights.get("interactions") and len(self.interactions):
             total = total + weights["interactions"] * sum(m.regularizer() for m in self.interactions.values())
         return total

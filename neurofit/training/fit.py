@@ -16,7 +16,7 @@ import numpy as np
 
 from neurofit.config import load_config, save_config
 from neurofit.data.datamodule import NeuralDataModule
-from neurofit.errors import ConfigError, DataError
+from neurofit.errors import ConfigError, DataError, TrainingError
 from neurofit.io import write_json
 from neurofit.training.callbacks import AtomicCheckpointIO
 from neurofit.training.log_history import logged_rows, restore_rows
@@ -181,7 +181,13 @@ def _fit_encoder(module, cfg: dict, dm: NeuralDataModule, specs: list[dict], out
             print(f"readout positions start at RF centres mapped from the training data of {len(strengths)} "
                   f"recording(s) in {time.time() - mapped_at:.1f} s (median response-energy correlation "
                   f"{np.median(list(strengths.values())):.2f})")
-    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
+    except TrainingError as err:
+        last_ckpt = out / "checkpoints" / "last.ckpt"
+        kept = (f"the last good checkpoint {last_ckpt} is kept (--resume continues from it)"
+                if last_ckpt.exists() else "no checkpoint was written yet")
+        raise TrainingError(f"{out}: {err}; {kept}") from None
     if not trainer.is_global_zero:
         return None
     best = checkpoint.best_model_score

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from neurofit.data.spec import RecordingSpec
-from neurofit.errors import ConfigError
+from neurofit.errors import ConfigError, TrainingError
 from neurofit.metrics import correlation
 from neurofit.models.cores.video import VideoCore
 from neurofit.models.encoder import Encoder
@@ -88,10 +88,30 @@ class EncoderModule(L.LightningModule):
         target = batch["responses"] / self.encoder.response_std(batch["recording"])
         return poisson_loss(rate, target, mask)
 
+    def _require_finite(self, loss: torch.Tensor, recording: str) -> None:
+        """Stop training on a non-finite loss before it reaches the weights, so every checkpoint on disk
+        is a good one. Under DDP the decision is shared, so no rank waits for another that stopped."""
+        bad = not bool(torch.isfinite(loss.detach()))
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if bad:
+            raise TrainingError(f"recording {recording!r}: the training loss is {float(loss):g} at epoch "
+                                f"{self.current_epoch}, step {self.global_step}; stopped before the update "
+                                "(try a lower training.lr or check the inputs)")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        bad = [k for k, v in checkpoint["state_dict"].items()
+               if torch.is_floating_point(v) and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise TrainingError(f"non-finite weights ({', '.join(bad[:3])}) at epoch {self.current_epoch}; "
+                                "the checkpoint was not written")
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         if self.tbptt_frames:
             return self._tbptt_step(batch)
         loss = self._loss(batch, batch_mask(batch, self.skip_frames))
+        self._require_finite(loss, batch["recording"])
         reg = self.encoder.regularizer(self.train_cfg.get("regularization", {}))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["responses"]))
         return loss + reg
@@ -112,6 +132,7 @@ class EncoderModule(L.LightningModule):
                         self(chunk)
                     continue
                 loss = self._loss(chunk, None if mask is None else mask[:, frames])
+                self._require_finite(loss, batch["recording"])
                 opt.zero_grad()
                 self.manual_backward(loss + self.encoder.regularizer(self.train_cfg.get("regularization", {})))
                 opt.step()

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from neurofit.data.recording import SENSORIUM_BEHAVIOR_CHANNELS, make_recording
+from neurofit.data.recording import RESPONSES_REQUIRED_TIERS, SENSORIUM_BEHAVIOR_CHANNELS, make_recording
 from neurofit.data.sources.filetree import open_tree
 from neurofit.data.sources.provenance import (
     SOURCE_MAP_ATTR,
@@ -44,7 +44,6 @@ from neurofit.data.sources.provenance import (
 )
 from neurofit.data.sources.sensorium_layout import (
     DYNAMIC_AXES,
-    RESPONSES_REQUIRED_TIERS,
     STATIC_AXES,
     TreeLayout,
     scan_tree,

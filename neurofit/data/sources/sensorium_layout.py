@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from neurofit.data.recording import TIERS
+from neurofit.data.recording import RESPONSES_REQUIRED_TIERS, TIERS
 from neurofit.data.sources.filetree import FileTree
 from neurofit.errors import DataError
 
@@ -32,8 +32,6 @@ STATIC_AXES = {"images": ("channel", "height", "width"), "responses": ("neuron",
                "behavior": ("behavior_channel",), "pupil_center": ("pupil_axis",)}
 DYNAMIC_AXES = {"videos": ("height", "width", "frame"), "responses": ("neuron", "frame"),
                 "behavior": ("behavior_channel", "frame"), "pupil_center": ("pupil_axis", "frame")}
-#: Tiers whose trials must carry recorded responses; every other tier may have them withheld (test sets).
-RESPONSES_REQUIRED_TIERS = ("train", "validation", "oracle")
 _TRIAL_FILE = re.compile(r"^(\d+)\.npy$")
 
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from neurofit.models.readouts.base import ReadoutOutput, normalized_coordinates
+
+#: Grid position (|x|, |y|) beyond which ``position_penalty`` pulls a neuron back. For cortical positions the
+#: bound applies before the tanh, at EDGE = atanh(0.95), where tanh still passes 10% of the gradient: far past
+#: it tanh saturates, and a neuron whose cortical map drifted there never came back (116 neurons of one mouse
+#: in a 3D-conv video fit). Learned positions are clamped to the screen, with no gradient outside it.
+BOUND = 0.95
+EDGE = math.atanh(BOUND)
 
 
 class GaussianReadout(nn.Module):
@@ -31,14 +40,19 @@ class GaussianReadout(nn.Module):
         image_shape: (H, W) of the stimulus, pixels (needed to start positions from RF centres in pixels).
         position_init: None, or "rf_map": before training, start positions at RF centres estimated from the
             training data (``init_positions``, called by the training code).
+        edge_penalty: weight of ``position_penalty``, which keeps positions where their gradient lives
+            (pre-tanh cortical positions within +-EDGE, learned ones within +-BOUND); 0 disables it.
     Forward: features (B, C, H, W), shift (B, 2) or None (grid units) -> ReadoutOutput((B, N), (B, N, C)).
     """
 
     def __init__(self, n_neurons: int, in_channels: int, coords_um: torch.Tensor | None = None,
                  position: str = "cortical", init_sigma: float = 0.2, hidden: int = 32,
                  affine_init: float = 0.0, scatter: bool = False, image_shape: tuple[int, int] | None = None,
-                 position_init: str | None = None) -> None:
+                 position_init: str | None = None, edge_penalty: float = 1.0) -> None:
         super().__init__()
+        if not edge_penalty >= 0:
+            raise ValueError(f"edge_penalty must be >= 0, got {edge_penalty!r}")
+        self.edge_penalty = float(edge_penalty)
         if position_init not in (None, "rf_map"):
             raise ValueError(f"position_init must be null or 'rf_map', got {position_init!r}")
         if position_init and image_shape is None:
@@ -66,12 +80,25 @@ class GaussianReadout(nn.Module):
         self.embedding = nn.Parameter(torch.randn(n_neurons, in_channels) / in_channels**0.5)
         self.bias = nn.Parameter(torch.zeros(n_neurons))
 
-    def positions(self) -> torch.Tensor:
-        """Mean readout positions (N, 2), grid units (x, y) in [-1, 1]."""
+    def _raw_positions(self) -> torch.Tensor:
+        """Positions (N, 2) before bounding: pre-tanh for cortical positions, grid units for learned ones."""
         if self.position == "cortical":
             mu = self.affine(self.coords) + self.position_net(self.coords)
-            return torch.tanh(mu if self.scatter is None else mu + self.scatter)
-        return self.mu.clamp(-1, 1)
+            return mu if self.scatter is None else mu + self.scatter
+        return self.mu
+
+    def positions(self) -> torch.Tensor:
+        """Mean readout positions (N, 2), grid units (x, y) in [-1, 1]."""
+        raw = self._raw_positions()
+        return torch.tanh(raw) if self.position == "cortical" else raw.clamp(-1, 1)
+
+    def position_penalty(self) -> torch.Tensor:
+        """``edge_penalty`` x sum over neurons of the squared excess of the raw positions over their bound
+        (EDGE pre-tanh, or BOUND for learned positions): zero inside, and a gradient that pulls a saturated
+        neuron back from any distance, so a drifted cortical map recovers."""
+        raw = self._raw_positions()
+        bound = EDGE if self.position == "cortical" else BOUND
+        return self.edge_penalty * F.relu(raw.abs() - bound).pow(2).sum()
 
     @torch.no_grad()
     def init_positions(self, centres_px: torch.Tensor, strength: torch.Tensor, outlier_sd: float = 2.5) -> None:
@@ -121,7 +148,9 @@ class GaussianReadout(nn.Module):
             mu = mu + torch.randn_like(mu) * self.log_sigma.exp()
         if shift is not None:
             mu = mu + shift[:, None, :]
-        grid = mu.clamp(-1, 1).unsqueeze(2)  # (B, N, 1, 2)
+        # Finite and inside the screen whatever the inputs: the CPU backward of grid_sample segfaults on NaN
+        # grid points (torch 2.13).
+        grid = torch.nan_to_num(mu, nan=0.0).clamp(-1, 1).unsqueeze(2)  # (B, N, 1, 2)
         sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
         features = sampled.squeeze(-1).transpose(1, 2)  # (B, N, C)
         drive = (features * self.embedding).sum(-1) + self.bias
