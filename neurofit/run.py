@@ -74,4 +74,4 @@ def load_run(path: str | os.PathLike, checkpoint: str = "best") -> Run:
     except Exception as err:  # a damaged checkpoint surfaces as many exception types
         raise DataError(f"{ckpt}: cannot load checkpoint ({type(err).__name__}: {err})") from None
     module.eval()
-    return Run(path, config, specs, module.encoder, None)
+    return Run(path, config, specs, module.evaluated_encoder, None)

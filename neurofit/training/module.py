@@ -45,6 +45,8 @@ class EncoderModule(L.LightningModule):
         specs: RecordingSpec dicts of the training recordings (saved in the checkpoint's hyperparameters,
             so ``load_from_checkpoint`` rebuilds the model without the data).
     Logs ``train/loss`` and ``val/correlation`` (mean single-trial r over neurons, then recordings).
+    With ``training.ema_decay``, validation (so early stopping and the best checkpoint) and every analysis of
+    the run use the moving average of the weights (``evaluated_encoder``), as the SENSORIUM winners did.
 
     With ``training.tbptt_frames`` (video cores only) training uses truncated backpropagation through time:
     each batch is cut into chunks of that many frames, the core carries its state from chunk to chunk, and
@@ -69,7 +71,18 @@ class EncoderModule(L.LightningModule):
         if self.tbptt_frames:
             self._check_tbptt()
             self.automatic_optimization = False
+        self.ema = _ema_copy(self.encoder, self.train_cfg.get("ema_decay"))
         self._val: dict[str, list] = defaultdict(list)
+
+    @property
+    def evaluated_encoder(self) -> Encoder:
+        """The weights that validation scores and analyses use: the moving average with
+        ``training.ema_decay``, else the trained weights."""
+        return self.encoder if self.ema is None else self.ema.module
+
+    def on_train_batch_end(self, outputs: Any, batch: dict, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.encoder)
 
     def _check_tbptt(self) -> None:
         if not isinstance(self.encoder.core, VideoCore):
@@ -144,7 +157,8 @@ class EncoderModule(L.LightningModule):
             self.log("train/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=len(batch["responses"]))
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        rate = self(batch)
+        rate = self.evaluated_encoder(batch["recording"], batch["stimulus"], batch.get("behavior"),
+                                      batch.get("pupil_center"))
         mask = batch_mask(batch, self.skip_frames)
         pred, resp = rate.float(), batch["responses"].float()
         if mask is not None:
@@ -181,7 +195,7 @@ class EncoderModule(L.LightningModule):
         fire) or "cosine" (linear warm-up over ``warmup_epochs``, then cosine decay to 1% of ``lr`` at the last
         step of ``max_epochs``; what a fixed epoch budget wants)."""
         cfg = self.train_cfg
-        opt = torch.optim.AdamW(self.parameters(), lr=float(cfg.get("lr", 5e-3)),
+        opt = torch.optim.AdamW(self.encoder.parameters(), lr=float(cfg.get("lr", 5e-3)),
                                 weight_decay=float(cfg.get("weight_decay", 0.0)))
         kind = self.scheduler_kind
         if kind == "cosine":
@@ -207,6 +221,20 @@ class EncoderModule(L.LightningModule):
         if not self.automatic_optimization:  # stepped in on_validation_epoch_end instead
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched}}
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/correlation"}}
+
+
+def _ema_copy(encoder: Encoder, decay: Any) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of ``encoder``'s weights and buffers (updated once per training batch,
+    w_ema <- decay * w_ema + (1 - decay) * w), or None when ``decay`` is null. Its parameters take no
+    gradient: the optimiser and DDP see the trained encoder only."""
+    if decay is None:
+        return None
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
+        raise ConfigError(f"training.ema_decay: {decay!r} must be null or a number in (0, 1), e.g. 0.999")
+    ema = torch.optim.swa_utils.AveragedModel(
+        encoder, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(float(decay)), use_buffers=True)
+    ema.requires_grad_(False)
+    return ema
 
 
 def _milestones(value: Any) -> list[int]:
