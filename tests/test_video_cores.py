@@ -205,9 +205,9 @@ def test_skip_adds_the_front_end_features_after_the_recurrent_ones(name, recurre
     torch.testing.assert_close(torch.cat([first, rest], dim=1), whole, rtol=1e-5, atol=1e-5)
 
 
-# video_base.yaml holds the shared training settings, not a model.
+# Every video config (video_*.yaml, best_video.yaml); video_base.yaml holds shared training settings, no model.
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-VIDEO_CONFIGS = sorted(p for p in CONFIGS.glob("video_*.yaml") if p.stem != "video_base")
+VIDEO_CONFIGS = sorted(p for p in CONFIGS.glob("*video*.yaml") if p.stem != "video_base")
 
 
 @pytest.mark.parametrize("path", VIDEO_CONFIGS, ids=lambda p: p.stem)
