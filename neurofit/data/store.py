@@ -67,7 +67,7 @@ class StoreWriter:
         self.path = Path(path)
         if self.path.exists() and not overwrite:
             raise DataError(f"{self.path}: already exists (pass overwrite=True / --overwrite to replace it)")
-        self.tmp = self.path.parent / f".{self.path.name}.partial-{uuid.uuid4().hex[:8]}"
+        self.tmp = partial_dir(self.path)
         self.names: list[str] = []
         self._chunks: dict[str, int] = {}
 
@@ -125,6 +125,26 @@ def quiet_zarr() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
         yield
+
+
+def partial_dir(path: Path) -> Path:
+    """The hidden sibling a folder for ``path`` is built in before ``replace_dir`` moves it into place."""
+    return path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new empty folder to build ``path`` in; on a clean exit it replaces ``path`` (``replace_dir``), on
+    an exception it is deleted, so nothing half written ever appears at ``path``."""
+    path = Path(path)
+    tmp = partial_dir(path)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_dir(tmp, path)
 
 
 def replace_dir(src: Path, dst: Path) -> None:
