@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from neurofit.analysis.compare import OVERALL, compare_runs, ensure_evaluated, is_evaluated
-from neurofit.config import load_config
+from neurofit.config import ExperimentConfig, load_config
 from neurofit.errors import DataError
 from neurofit.metrics import METRIC_NAMES
 from neurofit.run import Run, load_run
@@ -36,7 +36,7 @@ class FittedRun:
         self.run: Run = load_run(self.path, checkpoint)
 
     @property
-    def config(self) -> dict:
+    def config(self) -> ExperimentConfig:
         """The resolved config the run was fit with."""
         return self.run.config
 
@@ -93,7 +93,7 @@ class FittedRun:
     def embeddings(self, recording: str) -> xr.DataArray:
         """The learned neuron embeddings of one recording, (neuron, channel), with ``unit_id`` on neuron."""
         if self.run.encoder is None:
-            raise DataError(f"{self.path}: a {self.config['type']} run has no neuron embeddings")
+            raise DataError(f"{self.path}: a {self.config.type} run has no neuron embeddings")
         if recording not in self.run.specs:
             raise DataError(f"{self.path}: the run has no recording {recording!r} (has {self.recordings})")
         emb = self.run.encoder.readouts[recording].embedding.detach().cpu().numpy()
@@ -167,13 +167,13 @@ class Model:
 
 
 def _expected_config(config: str | os.PathLike, data: str | os.PathLike, seed: int, max_epochs: int | None,
-                     overrides: list[str]) -> dict:
+                     overrides: list[str]) -> ExperimentConfig:
     """The resolved config ``fit`` saves for these arguments, to recognise a run dir that holds this run."""
     cfg = load_config(config, overrides)
-    cfg["training"]["seed"] = seed
+    cfg.training.seed = seed
     if max_epochs is not None:
-        cfg["training"]["max_epochs"] = int(max_epochs)
-    cfg["data"]["path"] = str(Path(data).resolve())
+        cfg.training.max_epochs = int(max_epochs)
+    cfg.data.path = str(Path(data).resolve())
     return cfg
 
 
@@ -198,7 +198,7 @@ def sweep(data: str | os.PathLike, configs: Sequence[str | os.PathLike], seeds: 
         raise DataError("sweep: give at least one seed")
     names: dict[str, Path] = {}
     for config in configs:
-        name = load_config(config, overrides)["name"]
+        name = load_config(config, overrides).name
         if name in names:
             raise DataError(f"{config} and {names[name]}: both configs are named {name!r}; names label the "
                             "architectures, so give one a different name")

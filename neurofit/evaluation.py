@@ -66,7 +66,7 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
     names = [n for n in run.specs if n in available]
     if not names:
         raise DataError(f"{data}: none of the run's recordings {list(run.specs)} are in this store")
-    skip = int(run.config.get("evaluation", {}).get("skip_frames", run.config["training"].get("skip_frames", 0)))
+    skip = run.config.eval_skip_frames
     scores: dict[str, NeuronScores] = {}
     predictions: dict[str, TierPrediction] = {}
     for name in names:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurofit.config import load_config
+from neurofit.config import ExperimentConfig, load_config
 from neurofit.data.spec import RecordingSpec
 from neurofit.errors import DataError
 
@@ -20,7 +20,7 @@ class Run:
     """A fitted run. ``encoder`` is the torch model for encoder runs (None for ridge)."""
 
     path: Path
-    config: dict
+    config: ExperimentConfig
     specs: dict[str, RecordingSpec]
     encoder: torch.nn.Module | None
     ridge: object | None
@@ -28,7 +28,7 @@ class Run:
     @property
     def data_path(self) -> Path:
         """The store the run was trained on."""
-        return Path(self.config["data"]["path"])
+        return Path(self.config.data.path)
 
     def predict(self, recording: str, stimulus: np.ndarray, behavior: np.ndarray | None = None,
                 pupil_center: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
@@ -57,7 +57,7 @@ def load_run(path: str | os.PathLike, checkpoint: str = "best") -> Run:
     if not specs_file.exists():
         raise DataError(f"{path}: incomplete run (no specs.json)")
     specs = {s["name"]: RecordingSpec.from_dict(s) for s in json.loads(specs_file.read_text())}
-    if config["type"] == "ridge":
+    if config.type == "ridge":
         from neurofit.models.ridge import RidgePredictor
 
         model_file = path / "model.npz"

@@ -87,13 +87,15 @@ def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     n_rec, n_neurons, n_trials = SCALES[args.scale]
     specs = [fake_spec(f"rec{i}", n_neurons, rng) for i in range(n_rec)]
-    cfg = load_config(args.config, args.set)["model"]
+    overrides = list(args.set)
+    if args.equal_size and not args.neuralpredictors:
+        # what the neuralpredictors model has: no modulator/shifter, learned positions
+        overrides += ["model.modulator=null", "model.shifter=null", "model.readout.position=learned"]
+    cfg = load_config(args.config, overrides).model
     if args.neuralpredictors:
-        model = neuralpredictors_model(specs, cfg["core"]).to(device)
+        model = neuralpredictors_model(specs, cfg.core.options).to(device)
         label = "neuralpredictors"
     else:
-        if args.equal_size:  # what the neuralpredictors model has: no modulator/shifter, learned positions
-            cfg = {**cfg, "modulator": None, "shifter": None, "readout": {**cfg["readout"], "position": "learned"}}
         model = Encoder(cfg, specs).to(device)
         label = "neurofit"
     if args.channels_last:

@@ -66,10 +66,10 @@ def _throughput_worker(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     device = torch.device(args.device)
     cfg = load_config(CONFIG_DIR / f"video_{args.core}.yaml")
-    tcfg = cfg["training"]
-    chunk, skip = int(tcfg["tbptt_frames"]), int(tcfg["skip_frames"])
-    encoder = Encoder(cfg["model"], [_spec(args.neurons, 36, 64)]).to(device).train()
-    opt = torch.optim.AdamW(encoder.parameters(), lr=float(tcfg["lr"]))
+    tcfg = cfg.training
+    chunk, skip = tcfg.tbptt_frames, tcfg.skip_frames
+    encoder = Encoder(cfg.model, [_spec(args.neurons, 36, 64)]).to(device).train()
+    opt = torch.optim.AdamW(encoder.parameters(), lr=tcfg.lr)
     b, t = args.batch, args.frames
     batch = {"recording": "bench", "stimulus": torch.rand(b, t, 36, 64, device=device) * 255,
              "behavior": torch.randn(b, t, 3, device=device), "pupil_center": torch.randn(b, t, 2, device=device),
@@ -90,7 +90,7 @@ def _throughput_worker(args: argparse.Namespace) -> dict:
                 with autocast:
                     rate = encoder("bench", part["stimulus"], part["behavior"], part["pupil_center"])
                     loss = poisson_loss(rate.float(), part["responses"], mask[:, frames])
-                    loss = loss + encoder.regularizer(tcfg["regularization"])
+                    loss = loss + encoder.regularizer(tcfg.regularization)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -14,7 +14,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def tiny_config(directory: Path, name: str = "tiny", base: str = "default.yaml") -> Path:
-    """A config named ``name`` extending ``configs/base`` with a model small enough for 1-epoch tests."""
+    """A config named ``name`` extending ``configs/BASE`` with a model small enough for 1-epoch tests."""
     cfg = {"name": name, "extends": str(CONFIGS / base), "data": {"batch_size": 16}}
     if base == "default.yaml":
         cfg["model"] = {"core": {"channels": 4, "layers": 1, "input_kernel": 3}}

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from neurofit.config import Context, InteractionSpec
 from neurofit.errors import ConfigError
 from neurofit.models.interactions import (
     DivisiveNormalization,
@@ -302,7 +303,8 @@ def test_registry_builds_stacks_and_rejects_unknown_names(inputs):
     stack = build_interaction("attention+normalization", **dims, attention={"heads": 2}, normalization={"rank": 2})
     assert isinstance(stack, InteractionStack)
     assert isinstance(stack.find(NeuronAttention), NeuronAttention)
-    listed = build_interactions(["attention", {"name": "normalization", "rank": 2}], **dims)
+    normalization = InteractionSpec.parse({"name": "normalization", "rank": 2}, Context("t", {}), ())
+    listed = build_interactions([InteractionSpec.default("attention"), normalization], **dims)
     drive, feats, emb = inputs["drive"], inputs["features"], inputs["embedding"]
     assert torch.equal(listed.before_output(drive, feats, emb), drive)  # attention gate starts at 0
     rate = torch.nn.functional.elu(drive) + 1
@@ -313,7 +315,7 @@ def test_registry_builds_stacks_and_rejects_unknown_names(inputs):
     with pytest.raises(ConfigError, match="unknown interaction"):
         build_interaction("transformer", **dims)
     with pytest.raises(ConfigError, match="unknown interaction"):
-        build_interactions([{"heads": 2}], **dims)
+        InteractionSpec.parse({"heads": 2}, Context("t", {}), ("model", "interactions", "0"))
     with pytest.raises(ConfigError, match="attention"):
         build_interaction("attention", **dims, n_heads=3)
     with pytest.raises(ConfigError, match="values must be one of"):

@@ -154,8 +154,8 @@ def test_parameter_counts():
     no_se = sum(p.numel() for p in DwiseCore(**{**SMALL, "se_ratio": 0.0}).parameters())
     assert no_se == stem + 2 * (_block_parameters(6, 3, 2, 0) - 12)  # no SE biases either
     # The shipped video core is no bigger than the wide GRU it is sized against.
-    best = Encoder(load_config(CONFIGS / "best_video.yaml")["model"], _specs(video=True)).core
-    gru = Encoder(load_config(CONFIGS / "video_gru_wide.yaml")["model"], _specs(video=True)).core
+    best = Encoder(load_config(CONFIGS / "best_video.yaml").model, _specs(video=True)).core
+    gru = Encoder(load_config(CONFIGS / "video_gru_wide.yaml").model, _specs(video=True)).core
     assert 10_000 < sum(p.numel() for p in best.parameters()) < sum(p.numel() for p in gru.parameters())
 
 
@@ -166,7 +166,7 @@ def _specs(video: bool):
 
 def test_best_static_config_builds_and_predicts():
     cfg = load_config(CONFIGS / "best_static.yaml")
-    encoder = Encoder(cfg["model"], _specs(video=False)).eval()
+    encoder = Encoder(cfg.model, _specs(video=False)).eval()
     assert isinstance(encoder.core, DwiseCore)
     with torch.no_grad():
         rate = encoder("m0", torch.rand(4, 8, 10), torch.rand(4, 3), torch.rand(4, 2))

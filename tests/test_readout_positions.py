@@ -14,7 +14,7 @@ H = W = 16
 def _readout(edge_penalty: float, position: str = "cortical") -> GaussianReadout:
     torch.manual_seed(0)
     readout = GaussianReadout(20, 1, coords_um=torch.rand(20, 3) * 500, position=position, scatter=True,
-                              image_shape=(H, W), edge_penalty=edge_penalty)
+                              affine_init=0.0, image_shape=(H, W), edge_penalty=edge_penalty)
     with torch.no_grad():
         readout.embedding.fill_(1.0)
         if position == "cortical":

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurofit.config import load_config
+from neurofit.config import load_config, model_from_data
 from neurofit.data.spec import RecordingSpec, spec_from_recording
 from neurofit.errors import ConfigError
 from neurofit.models.cores import CORES, CTRNNCore, VideoCore
@@ -132,7 +132,7 @@ def test_encoder_in_chunks_matches_the_whole_trial():
     torch.manual_seed(0)
     model = {"core": {"name": "gru", **SMALL["gru"]}, "readout": {"name": "gaussian"},
              "modulator": {"hidden": 4}, "shifter": {"hidden": 4}}
-    encoder = Encoder(model, video_specs()).eval()
+    encoder = Encoder(model_from_data(model), video_specs()).eval()
     gen = torch.Generator().manual_seed(1)
     stim, beh, pupil = torch.rand(2, 10, 8, 10, generator=gen), torch.rand(2, 10, 3), torch.rand(2, 10, 2)
     with torch.no_grad():
@@ -213,7 +213,7 @@ VIDEO_CONFIGS = sorted(p for p in CONFIGS.glob("*video*.yaml") if p.stem != "vid
 @pytest.mark.parametrize("path", VIDEO_CONFIGS, ids=lambda p: p.stem)
 def test_every_shipped_video_config_builds_and_predicts_per_frame(path):
     cfg = load_config(path)
-    encoder = Encoder(cfg["model"], video_specs()).eval()
+    encoder = Encoder(cfg.model, video_specs()).eval()
     assert isinstance(encoder.core, VideoCore)
     with torch.no_grad():
         rate = encoder("m0", torch.rand(2, 7, 8, 10), torch.rand(2, 7, 3), torch.rand(2, 7, 2))

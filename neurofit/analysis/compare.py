@@ -7,7 +7,6 @@ Runs are grouped into architectures by config name. Everything is returned as on
 
 from __future__ import annotations
 
-import copy
 import csv
 import hashlib
 import itertools
@@ -20,7 +19,7 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
-from neurofit.config import load_config
+from neurofit.config import ExperimentConfig, load_config
 from neurofit.errors import DataError
 
 #: Metrics summarised over seeds; oracle correlation is left out because it depends on the data only.
@@ -42,7 +41,7 @@ class RunResult:
     path: Path
     architecture: str
     seed: int
-    config: dict
+    config: ExperimentConfig
     info: dict
     metrics: dict
     neurons: xr.Dataset
@@ -108,8 +107,8 @@ def load_result(path: str | os.PathLike, evaluate_missing: bool = True) -> RunRe
     ensure_evaluated(path, evaluate_missing)
     config = load_config(path / "config.yaml")
     info = json.loads((path / "train_info.json").read_text())
-    return RunResult(path=path, architecture=str(info.get("config", config["name"])),
-                     seed=int(info.get("seed", config["training"].get("seed", 0))), config=config, info=info,
+    return RunResult(path=path, architecture=str(info.get("config", config.name)),
+                     seed=int(info.get("seed", config.training.seed)), config=config, info=info,
                      metrics=json.loads((path / "metrics.json").read_text()), neurons=read_neurons(path))
 
 
@@ -130,9 +129,9 @@ def split_fingerprint(data: str | os.PathLike, recordings: list[str]) -> str:
     return digest.hexdigest()
 
 
-def _identity(config: dict) -> dict:
+def _identity(config: ExperimentConfig) -> dict:
     """The config without what legitimately differs between seeds of one architecture."""
-    cfg = copy.deepcopy(config)
+    cfg = config.to_data()
     cfg["training"].pop("seed", None)
     cfg["data"].pop("path", None)
     return cfg
@@ -143,7 +142,7 @@ def check_comparable(results: list[RunResult]) -> None:
     architecture's runs share one config (apart from seed) and no (architecture, seed) repeats."""
     first = results[0]
     keys = set(first.neuron_keys)
-    data_paths = [str(Path(r.config["data"]["path"]).resolve()) for r in results]
+    data_paths = [str(Path(r.config.data.path).resolve()) for r in results]
     recordings = sorted(set(first.neurons["recording"].values.tolist()))
     # One store means one split; only runs on different stores need their splits read and compared.
     stores = set(data_paths)

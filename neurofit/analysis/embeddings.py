@@ -31,7 +31,7 @@ from neurofit.run import load_run
 def run_embeddings(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]] | None:
     """Neuron embeddings of a fitted run: per recording ``{"key": (N,) "recording/unit_id", "embedding":
     (N, C)}``; None for runs without an encoder (ridge)."""
-    if load_config(Path(path) / "config.yaml")["type"] != "encoder":
+    if load_config(Path(path) / "config.yaml").type != "encoder":
         return None
     run = load_run(path)
     out = {}

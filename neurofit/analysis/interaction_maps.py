@@ -125,6 +125,6 @@ def untrained_run(run: Run) -> Run:
 
     # A private RNG state: the caller's torch random stream is left as it was.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(run.config.get("training", {}).get("seed", 0)))
+        torch.manual_seed(run.config.training.seed)
         module = EncoderModule(run.config, [spec.to_dict() for spec in run.specs.values()])
     return replace(run, encoder=module.encoder.eval())

@@ -24,6 +24,7 @@ import torch
 import zarr
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from neurofit.config.schema import DataConfig
 from neurofit.data.recording import TEST_TIERS, VALIDATION_TIERS
 from neurofit.data.spec import RecordingSpec, spec_from_recording
 from neurofit.data.store import list_recordings, open_recording
@@ -238,6 +239,13 @@ class NeuralDataModule(L.LightningDataModule):
         self.in_memory = bool(in_memory)
         self.recordings: dict[str, RecordingArrays] = {}
         self.specs: list[RecordingSpec] = []
+
+    @classmethod
+    def from_config(cls, cfg: DataConfig, seed: int) -> NeuralDataModule:
+        """The data module of a config's ``data`` section (``cfg.path`` must be set)."""
+        return cls(cfg.path, batch_size=cfg.batch_size, sampling=cfg.sampling, in_memory=cfg.in_memory,
+                   memory_budget_gb=cfg.memory_budget_gb, num_workers=cfg.num_workers,
+                   shuffle_window=cfg.shuffle_window, seed=seed, recordings=cfg.recordings)
 
     def prepare_specs(self) -> list[RecordingSpec]:
         """Validate the recordings and compute their specs (training-tier statistics); idempotent."""

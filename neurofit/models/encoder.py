@@ -4,7 +4,7 @@ layers, then the output nonlinearity. Built from the ``model`` section of a conf
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -15,20 +15,13 @@ from neurofit.errors import ConfigError
 from neurofit.models.modulators import BehaviorModulator, Shifter
 from neurofit.models.readouts.base import ReadoutOutput
 
+if TYPE_CHECKING:
+    from neurofit.config.schema import CoreSpec, ModelConfig, RegularizationConfig
+
 OUTPUTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "elu1": lambda x: F.elu(x) + 1.0,
     "softplus": F.softplus,
 }
-
-
-def _options(cfg: dict | None, section: str, known: set[str]) -> dict[str, Any]:
-    """Split a component config into its name and options, rejecting unknown names with a clear error."""
-    cfg = dict(cfg or {})
-    name = cfg.pop("name", None)
-    if name not in known:
-        raise ConfigError(f"model.{section}: unknown {section} {name!r} (choose from {sorted(known)})")
-    cfg["name"] = name
-    return cfg
 
 
 def _construct(section: str, factory: Callable[..., nn.Module], **kwargs: Any) -> nn.Module:
@@ -45,14 +38,12 @@ def _neutral_fill(x: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isfinite(x), x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
-def build_core(cfg: dict, in_channels: int) -> nn.Module:
-    """A core from its config: ``conv`` (static CNN), ``identity`` (no core, for the LN baseline), or a
-    video core (``gru``, ``ctrnn``, ``conv3d``) from neurofit.models.cores.video."""
+def build_core(spec: CoreSpec, in_channels: int) -> nn.Module:
+    """A core from its config (``model.core``): a static core (``conv``, ``dwise``, ``identity`` for the LN
+    baseline) or a video core (``gru``, ``ctrnn``, ``conv3d``, ``dwise_video``); names in ``CORES``."""
     from neurofit.models.cores import CORES
 
-    opts = _options(cfg, "core", set(CORES))
-    name = opts.pop("name")
-    return _construct(f"core ({name})", CORES[name], in_channels=in_channels, **opts)
+    return _construct(f"core ({spec.name})", CORES[spec.name], in_channels=in_channels, **spec.options)
 
 
 class Encoder(nn.Module):
@@ -66,7 +57,7 @@ class Encoder(nn.Module):
     video stimulus (B, T, H, W), behaviour (B, T, C_b), pupil (B, T, 2) -> (B, T, N).
     """
 
-    def __init__(self, model_cfg: dict, specs: list[RecordingSpec]) -> None:
+    def __init__(self, model_cfg: ModelConfig, specs: list[RecordingSpec]) -> None:
         super().__init__()
         from neurofit.models.readouts import READOUTS
 
@@ -74,32 +65,26 @@ class Encoder(nn.Module):
         if any(s.image_shape is None for s in specs):
             missing = [s.name for s in specs if s.image_shape is None]
             raise ConfigError(f"recordings {missing} have no stimulus; an encoder needs images or videos")
-        self.core = build_core(model_cfg.get("core"), 1)
-        readout_cfg = _options(model_cfg.get("readout"), "readout", set(READOUTS))
-        readout_name = readout_cfg.pop("name")
-        output = model_cfg.get("output", "elu1")
-        if output not in OUTPUTS:
-            raise ConfigError(f"model.output: unknown output nonlinearity {output!r} "
-                              f"(choose from {sorted(OUTPUTS)})")
-        self.output_name = output
+        self.core = build_core(model_cfg.core, 1)
+        readout = model_cfg.readout
+        self.output_name = model_cfg.output
         self.readouts = nn.ModuleDict()
         self.modulators = nn.ModuleDict()
         self.shifters = nn.ModuleDict()
         self.interactions = nn.ModuleDict()
-        modulator_cfg = model_cfg.get("modulator")
-        shifter_cfg = model_cfg.get("shifter")
-        interaction_cfgs = list(model_cfg.get("interactions") or [])
+        interaction_cfgs = list(model_cfg.interactions)
         for spec in specs:
             coords = torch.tensor(spec.coords_um, dtype=torch.float32).reshape(spec.n_neurons, 3)
             self.readouts[spec.name] = _construct(
-                f"readout ({readout_name})", READOUTS[readout_name], n_neurons=spec.n_neurons,
-                in_channels=self.core.out_channels, coords_um=coords, image_shape=spec.image_shape, **readout_cfg)
-            if modulator_cfg and spec.behavior_channels:
+                f"readout ({readout.name})", READOUTS[readout.name], n_neurons=spec.n_neurons,
+                in_channels=self.core.out_channels, coords_um=coords, image_shape=spec.image_shape,
+                **readout.options)
+            if model_cfg.modulator is not None and spec.behavior_channels:
                 self.modulators[spec.name] = _construct(
                     "modulator", BehaviorModulator, n_channels=len(spec.behavior_channels),
-                    n_neurons=spec.n_neurons, **modulator_cfg)
-            if shifter_cfg and spec.has_pupil:
-                self.shifters[spec.name] = _construct("shifter", Shifter, **shifter_cfg)
+                    n_neurons=spec.n_neurons, **model_cfg.modulator.options)
+            if model_cfg.shifter is not None and spec.has_pupil:
+                self.shifters[spec.name] = _construct("shifter", Shifter, **model_cfg.shifter.options)
             if interaction_cfgs:
                 from neurofit.models.interactions import build_interactions
 
@@ -195,19 +180,19 @@ class Encoder(nn.Module):
         """Predicted responses in the recording's own units, (B, [T,] N)."""
         return self(recording, stimulus, behavior, pupil_center) * self.response_std(recording)
 
-    def regularizer(self, weights: dict[str, float]) -> torch.Tensor:
+    def regularizer(self, weights: RegularizationConfig) -> torch.Tensor:
         """Weighted sum of the components' penalties: ``core`` (first-layer smoothness), ``readout``
         (feature sparsity), ``interactions`` (their own penalty, e.g. pool sparsity), plus the readouts'
         position penalty (weighted by their own ``edge_penalty``)."""
         total = torch.zeros((), device=self.response_std(next(iter(self.specs))).device)
-        if weights.get("core"):
-            total = total + weights["core"] * self.core.regularizer()
-        if weights.get("readout"):
-            total = total + weights["readout"] * sum(r.regularizer() for r in self.readouts.values())
+        if weights.core:
+            total = total + weights.core * self.core.regularizer()
+        if weights.readout:
+            total = total + weights.readout * sum(r.regularizer() for r in self.readouts.values())
         # Not a tunable prior but a guard against saturated positions, so it is on whatever the weights say.
         for readout in self.readouts.values():
             if hasattr(readout, "position_penalty"):
                 total = total + readout.position_penalty()
-        if weights.get("interactions") and len(self.interactions):
-            total = total + weights["interactions"] * sum(m.regularizer() for m in self.interactions.values())
+        if weights.interactions and len(self.interactions):
+            total = total + weights.interactions * sum(m.regularizer() for m in self.interactions.values())
         return total

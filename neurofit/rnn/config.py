@@ -1,17 +1,17 @@
 """Configuration of a data-constrained RNN fit: YAML sections ``data``, ``model``, ``constraints`` and one
-per method (``rls``, ``bptt``, ``ridge``). Unknown keys are errors, so a typo never silently falls back to a
-default."""
+per method (``rls``, ``bptt``, ``ridge``), loaded with the same typed machinery as the encoder configs
+(``neurofit.config``): ``extends:``, overrides, types and ranges checked at load time, and an unknown key
+rejected with the closest valid one suggested."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-import yaml
-
-from neurofit.errors import ConfigError
+from neurofit.config.files import load_data
+from neurofit.config.typed import check, from_data
 
 METHODS = ("rls", "bptt", "ridge")
 
@@ -27,8 +27,8 @@ class DataConfig:
         recording: which recording of a store (default: the first).
     """
 
-    normalize: str = "max"
-    space: str = "rates"
+    normalize: Literal["none", "max", "region", "zscore"] = "max"
+    space: Literal["rates", "currents"] = "rates"
     recording: str | None = None
 
 
@@ -50,15 +50,15 @@ class ModelConfig:
         seed: random seed for J, noise and E/I assignment.
     """
 
-    tau: float = 0.1
-    dt_factor: int = 5
-    g: float = 1.5
+    tau: float = field(default=0.1, metadata=check(gt=0))
+    dt_factor: int = field(default=5, metadata=check(ge=1))
+    g: float = field(default=1.5, metadata=check(ge=0))
     activation: str = "tanh"
-    target: str = "currents"
-    noise_amp: float = 0.01
-    noise_tau: float = 0.1
+    target: Literal["currents", "drive"] = "currents"
+    noise_amp: float = field(default=0.01, metadata=check(ge=0))
+    noise_tau: float = field(default=0.1, metadata=check(gt=0))
     use_inputs: bool = True
-    inferred_inputs: int = 0
+    inferred_inputs: int = field(default=0, metadata=check(ge=0))
     seed: int = 0
 
 
@@ -78,12 +78,12 @@ class ConstraintConfig:
     """
 
     allowed: dict[str, list[str]] | None = None
-    density: float = 1.0
+    density: float = field(default=1.0, metadata=check(gt=0, le=1))
     dale: bool = False
-    e_fraction: float = 0.8
+    e_fraction: float = field(default=0.8, metadata=check(ge=0, le=1))
     region_signs: dict[str, int] = field(default_factory=dict)
     block_lr: dict[str, float] = field(default_factory=dict)
-    plastic_fraction: float = 1.0
+    plastic_fraction: float = field(default=1.0, metadata=check(gt=0, le=1))
 
 
 @dataclass
@@ -104,21 +104,14 @@ class RLSConfig:
             model runs the block on the weights of its start; cuts the cost of the P and J updates b-fold.
     """
 
-    runs: int = 100
-    free_runs: int = 1
-    P0: float = 1.0
-    stop_at_pvar: float | None = None
-    init: str = "random"
-    dtype: str = "float32"
-    segments: int = 1
-    update_every: int = 1
-
-    def __post_init__(self) -> None:
-        if self.segments < 1 or self.update_every < 1:
-            raise ConfigError(f"rls.segments and rls.update_every must be >= 1, got {self.segments}, "
-                              f"{self.update_every}")
-        if self.free_runs < 1 or self.runs < 0:
-            raise ConfigError(f"rls.free_runs must be >= 1 and rls.runs >= 0 (got {self.free_runs}, {self.runs})")
+    runs: int = field(default=100, metadata=check(ge=0))
+    free_runs: int = field(default=1, metadata=check(ge=1))
+    P0: float = field(default=1.0, metadata=check(gt=0))
+    stop_at_pvar: float | None = field(default=None, metadata=check(le=1))
+    init: Literal["random", "ridge"] = "random"
+    dtype: Literal["float32", "float64"] = "float32"
+    segments: int = field(default=1, metadata=check(ge=1))
+    update_every: int = field(default=1, metadata=check(ge=1))
 
 
 @dataclass
@@ -131,17 +124,13 @@ class BPTTConfig:
         eval_every: epochs between full free-run pVar evaluations for the fit curve.
     """
 
-    epochs: int = 200
-    window: int = 50
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    init: str = "random"
-    eval_every: int = 10
-
-    def __post_init__(self) -> None:
-        if min(self.epochs, self.window, self.batch_size, self.eval_every) < 1:
-            raise ConfigError("bptt.epochs, window, batch_size and eval_every must all be >= 1")
+    epochs: int = field(default=200, metadata=check(ge=1))
+    window: int = field(default=50, metadata=check(ge=1))
+    batch_size: int = field(default=16, metadata=check(ge=1))
+    lr: float = field(default=1e-3, metadata=check(gt=0))
+    weight_decay: float = field(default=1e-4, metadata=check(ge=0))
+    init: Literal["random", "ridge"] = "random"
+    eval_every: int = field(default=10, metadata=check(ge=1))
 
 
 @dataclass
@@ -153,16 +142,16 @@ class RidgeConfig:
         iterations: projected-gradient iterations when constraints (masks, signs) apply.
     """
 
-    alpha: float = 1.0
-    alpha_inputs: float = 0.1
-    iterations: int = 500
+    alpha: float = field(default=1.0, metadata=check(ge=0))
+    alpha_inputs: float = field(default=0.1, metadata=check(ge=0))
+    iterations: int = field(default=500, metadata=check(ge=1))
 
 
 @dataclass
 class FitConfig:
     """A complete fit configuration."""
 
-    method: str = "rls"
+    method: Literal["rls", "bptt", "ridge"] = "rls"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     constraints: ConstraintConfig = field(default_factory=ConstraintConfig)
@@ -170,73 +159,18 @@ class FitConfig:
     bptt: BPTTConfig = field(default_factory=BPTTConfig)
     ridge: RidgeConfig = field(default_factory=RidgeConfig)
 
-    def __post_init__(self) -> None:
-        _choice("method", self.method, METHODS)
-        _choice("data.normalize", self.data.normalize, ("none", "max", "region", "zscore"))
-        _choice("data.space", self.data.space, ("rates", "currents"))
-        _choice("model.target", self.model.target, ("currents", "drive"))
-        _choice("rls.init", self.rls.init, ("random", "ridge"))
-        _choice("bptt.init", self.bptt.init, ("random", "ridge"))
-        _choice("rls.dtype", self.rls.dtype, ("float32", "float64"))
-        if self.model.tau <= 0 or self.model.dt_factor < 1:
-            raise ConfigError(f"model.tau must be > 0 and model.dt_factor >= 1 (got {self.model.tau}, "
-                              f"{self.model.dt_factor})")
-        if not 0.0 < self.constraints.plastic_fraction <= 1.0:
-            raise ConfigError(f"constraints.plastic_fraction must be in (0, 1], got "
-                              f"{self.constraints.plastic_fraction}")
-
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (for YAML and checkpoints)."""
         return dataclasses.asdict(self)
 
 
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name} must be one of {list(allowed)}, got {value!r}")
-
-
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> FitConfig:
-    """Build a ``FitConfig`` from nested dicts; ``ConfigError`` names ``source`` and any unknown key."""
-    sections = {f.name for f in dataclasses.fields(FitConfig)}
-    unknown = sorted(set(raw) - set(sections))
-    if unknown:
-        raise ConfigError(f"{source}: unknown section(s) {unknown}; known: {sorted(sections)}")
-    kwargs: dict[str, Any] = {}
-    classes = {"data": DataConfig, "model": ModelConfig, "constraints": ConstraintConfig, "rls": RLSConfig,
-               "bptt": BPTTConfig, "ridge": RidgeConfig}
-    for key, value in raw.items():
-        if key not in classes:
-            kwargs[key] = value
-            continue
-        cls = classes[key]
-        names = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(value or {}) - names)
-        if bad:
-            raise ConfigError(f"{source}: unknown key(s) {bad} in section {key!r}; known: {sorted(names)}")
-        kwargs[key] = cls(**(value or {}))
-    return FitConfig(**kwargs)
+    """Build a ``FitConfig`` from nested data; ``ConfigError`` names ``source``, the key and the problem."""
+    return from_data(FitConfig, raw, source)
 
 
-def load_config(path: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> FitConfig:
-    """Read a YAML config (or the defaults when ``path`` is None) and apply ``{"section.key": value}``
-    overrides, e.g. ``{"method": "bptt"}`` from the command line."""
-    raw: dict[str, Any] = {}
-    source = "<defaults>"
-    if path is not None:
-        source = str(path)
-        try:
-            with open(path) as f:
-                raw = yaml.safe_load(f) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: invalid YAML ({err})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections")
-    for dotted, value in (overrides or {}).items():
-        *parents, leaf = dotted.split(".")
-        node = raw
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return config_from_dict(raw, source)
+def load_config(path: str | os.PathLike | None, overrides: dict[str, Any] | list[str] | None = None) -> FitConfig:
+    """Read a YAML config (or the defaults when ``path`` is None) with its ``extends`` chain, and apply
+    overrides: ``{"section.key": value}`` from the command line's own options, or ``KEY=VALUE`` texts."""
+    data, sources, origin = load_data(path, overrides)
+    return from_data(FitConfig, data, origin, sources)

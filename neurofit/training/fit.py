@@ -14,7 +14,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 
-from neurofit.config import load_config, save_config
+from neurofit.config import ExperimentConfig, load_config, save_config
 from neurofit.data.datamodule import NeuralDataModule
 from neurofit.errors import ConfigError, DataError, TrainingError
 from neurofit.io import write_json
@@ -45,7 +45,7 @@ def _check_run_dir(out: Path, resume: bool) -> Path | None:
     return None
 
 
-def _loggers(out: Path, kind: str, cfg: dict) -> list:
+def _loggers(out: Path, kind: str, cfg: ExperimentConfig) -> list:
     from lightning.pytorch.loggers import CSVLogger
 
     loggers: list = [CSVLogger(str(out), name="logs", version="")]
@@ -56,7 +56,7 @@ def _loggers(out: Path, kind: str, cfg: dict) -> list:
         except ImportError:
             raise ConfigError("--logger wandb needs wandb: pip install 'neurofit[wandb]'") from None
         os.environ.setdefault("WANDB_MODE", "offline")
-        loggers.append(WandbLogger(project="neurofit", name=cfg["name"], save_dir=str(out), offline=True))
+        loggers.append(WandbLogger(project="neurofit", name=cfg.name, save_dir=str(out), offline=True))
     elif kind != "csv":
         raise ConfigError(f"--logger: unknown logger {kind!r} (choose csv or wandb)")
     return loggers
@@ -75,21 +75,19 @@ def fit(data: str | os.PathLike, config: str | os.PathLike, out: str | os.PathLi
     owner = is_launcher_rank()
     if resume and (out / "config.yaml").exists():
         cfg = load_config(out / "config.yaml")
-        seed = int(cfg["training"].get("seed", seed))
     else:
         cfg = load_config(config, overrides)
-        cfg["training"]["seed"] = seed
-        cfg["data"]["path"] = str(Path(data).resolve())
+        cfg.training.seed = seed
+        cfg.data.path = str(Path(data).resolve())
     if max_epochs is not None:
-        cfg["training"]["max_epochs"] = int(max_epochs)
-    if "path" not in cfg["data"]:
+        if max_epochs < 1:
+            raise ConfigError(f"--max-epochs {max_epochs}: must be >= 1")
+        cfg.training.max_epochs = max_epochs
+    if cfg.data.path is None:
         raise ConfigError(f"{out}/config.yaml: no data.path to resume from")
+    seed = cfg.training.seed
     L.seed_everything(seed, workers=True, verbose=False)
-    data_cfg = {k: v for k, v in cfg["data"].items() if k != "path"}
-    try:
-        dm = NeuralDataModule(cfg["data"]["path"], seed=seed, **data_cfg)
-    except TypeError as err:
-        raise ConfigError(f"data section: {err}") from None
+    dm = NeuralDataModule.from_config(cfg.data, seed)
     specs = [s.to_dict() for s in dm.prepare_specs()]
     model = _build_model(cfg, specs)
     if owner:
@@ -98,13 +96,13 @@ def fit(data: str | os.PathLike, config: str | os.PathLike, out: str | os.PathLi
         write_json(out / "specs.json", specs)
     start = time.time()
     earlier_s = _earlier_wall_s(out) if ckpt is not None else 0.0
-    if cfg["type"] == "ridge":
+    if cfg.type == "ridge":
         info = _fit_ridge(model, dm, out)
     else:
         info = _fit_encoder(model, cfg, dm, specs, out, ckpt, accelerator, devices, num_nodes, strategy, logger,
                             progress)
     if info is not None and owner:
-        info.update(seed=seed, wall_s=earlier_s + time.time() - start, config=cfg["name"])
+        info.update(seed=seed, wall_s=earlier_s + time.time() - start, config=cfg.name)
         write_json(out / "train_info.json", info)
     return out
 
@@ -116,16 +114,13 @@ def _earlier_wall_s(out: Path) -> float:
     return float(json.loads(path.read_text()).get("wall_s", 0.0)) if path.exists() else 0.0
 
 
-def _build_model(cfg: dict, specs: list[dict]):
+def _build_model(cfg: ExperimentConfig, specs: list[dict]):
     """The config's model (an EncoderModule, or a RidgePredictor), built before anything is written so a
     config naming an unknown component fails cleanly."""
-    if cfg["type"] == "ridge":
+    if cfg.type == "ridge":
         from neurofit.models.ridge import RidgePredictor
 
-        try:
-            return RidgePredictor(**cfg["model"])
-        except TypeError as err:
-            raise ConfigError(f"model section of a ridge config: {err}") from None
+        return RidgePredictor(**cfg.model.options)
     from neurofit.training.module import EncoderModule
 
     return EncoderModule(cfg, specs)
@@ -142,12 +137,12 @@ def _fit_ridge(model, dm: NeuralDataModule, out: Path) -> dict:
     return {"n_parameters": int(n_params), "epochs": 0, "best_val_correlation": None}
 
 
-def _fit_encoder(module, cfg: dict, dm: NeuralDataModule, specs: list[dict], out: Path, ckpt: Path | None,
-                 accelerator: str, devices: int | str, num_nodes: int, strategy: str, logger: str,
-                 progress: bool) -> dict | None:
+def _fit_encoder(module, cfg: ExperimentConfig, dm: NeuralDataModule, specs: list[dict], out: Path,
+                 ckpt: Path | None, accelerator: str, devices: int | str, num_nodes: int, strategy: str,
+                 logger: str, progress: bool) -> dict | None:
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
-    tcfg = cfg["training"]
+    tcfg = cfg.training
     checkpoint = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor="val/correlation",
                                  mode="max", save_top_k=1, enable_version_counter=False)
     # "last" has its own callback without a monitor: with save_last on a monitored callback, Lightning only
@@ -155,8 +150,8 @@ def _fit_encoder(module, cfg: dict, dm: NeuralDataModule, specs: list[dict], out
     last = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="last", save_top_k=1,
                            enable_version_counter=False)
     callbacks = [checkpoint, last, LearningRateMonitor(logging_interval="epoch"),
-                 EarlyStopping(monitor="val/correlation", mode="max", patience=int(tcfg.get("patience", 5)),
-                               min_delta=float(tcfg.get("min_delta", 1e-4)))]
+                 EarlyStopping(monitor="val/correlation", mode="max", patience=tcfg.patience,
+                               min_delta=tcfg.min_delta)]
     if strategy == "ddp" and len(specs) > 1:
         # Each step trains one recording's readout; the others get no gradient on that step.
         strategy = "ddp_find_unused_parameters_true"
@@ -164,13 +159,12 @@ def _fit_encoder(module, cfg: dict, dm: NeuralDataModule, specs: list[dict], out
     if ckpt is not None:  # Lightning's CSV writer would start metrics.csv afresh
         restore_rows(loggers[0], *logged_rows(out / "logs" / "metrics.csv", ckpt))
     trainer = L.Trainer(
-        max_epochs=int(tcfg.get("max_epochs", 50)), max_time=tcfg.get("max_time"),
-        val_check_interval=tcfg.get("val_check_interval", 1.0), accelerator=accelerator, devices=devices,
-        num_nodes=num_nodes, strategy=strategy, precision=tcfg.get("precision", "32-true"),
-        logger=loggers, callbacks=callbacks, default_root_dir=str(out),
-        gradient_clip_val=tcfg.get("gradient_clip_val"), deterministic=bool(tcfg.get("deterministic", False)),
+        max_epochs=tcfg.max_epochs, max_time=tcfg.max_time, val_check_interval=tcfg.val_check_interval,
+        accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+        precision=tcfg.precision, logger=loggers, callbacks=callbacks, default_root_dir=str(out),
+        gradient_clip_val=tcfg.gradient_clip_val, deterministic=tcfg.deterministic,
         use_distributed_sampler=False, enable_progress_bar=progress, enable_model_summary=False,
-        plugins=[AtomicCheckpointIO()], log_every_n_steps=int(tcfg.get("log_every_n_steps", 20)),
+        plugins=[AtomicCheckpointIO()], log_every_n_steps=tcfg.log_every_n_steps,
         num_sanity_val_steps=0)
     if ckpt is None:  # a resumed run takes its positions from the checkpoint
         from neurofit.training.readout_init import init_readout_positions

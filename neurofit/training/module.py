@@ -10,6 +10,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from neurofit.config import ExperimentConfig, experiment_from_data
 from neurofit.data.spec import RecordingSpec
 from neurofit.errors import ConfigError, TrainingError
 from neurofit.metrics import correlation
@@ -38,10 +39,11 @@ def time_slice(batch: dict, frames: slice) -> dict:
 
 
 class EncoderModule(L.LightningModule):
-    """Trains ``Encoder(config['model'], specs)``.
+    """Trains ``Encoder(config.model, specs)``.
 
     Args:
-        config: the resolved experiment config (``model`` and ``training`` sections are used here).
+        config: the experiment config (``model`` and ``training`` are used here), or its plain-data form
+            as saved in a checkpoint.
         specs: RecordingSpec dicts of the training recordings (saved in the checkpoint's hyperparameters,
             so ``load_from_checkpoint`` rebuilds the model without the data).
     Logs ``train/loss`` and ``val/correlation`` (mean single-trial r over neurons, then recordings).
@@ -55,23 +57,23 @@ class EncoderModule(L.LightningModule):
     gradients. Validation runs whole trials.
     """
 
-    def __init__(self, config: dict, specs: list[dict[str, Any]]) -> None:
+    def __init__(self, config: ExperimentConfig | dict[str, Any], specs: list[dict[str, Any]]) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        if isinstance(config, dict):  # the serialised form kept in checkpoints
+            config = experiment_from_data(config, "checkpoint config", name=str(config.get("name", "run")))
+        # Checkpoints keep the config as plain data, so they load without unpickling neurofit classes.
+        self.save_hyperparameters({"config": config.to_data(), "specs": specs})
         self.config = config
-        self.train_cfg = config.get("training", {})
-        self.encoder = Encoder(config["model"], [RecordingSpec.from_dict(s) for s in specs])
-        self.skip_frames = int(self.train_cfg.get("skip_frames", 0))
-        self.tbptt_frames = int(self.train_cfg.get("tbptt_frames") or 0)
-        # Checked here, when fit builds the model and before it writes the run directory.
-        kind = self.scheduler_kind = self.train_cfg.get("scheduler", "plateau")
-        if kind not in ("plateau", "step", "cosine"):
-            raise ConfigError(f"training.scheduler: unknown {kind!r} (choose plateau, step or cosine)")
-        self.lr_milestones = _milestones(self.train_cfg.get("lr_milestones")) if kind == "step" else []
+        self.train_cfg = config.training
+        self.encoder = Encoder(config.model, [RecordingSpec.from_dict(s) for s in specs])
+        self.skip_frames = self.train_cfg.skip_frames
+        self.tbptt_frames = self.train_cfg.tbptt_frames
         if self.tbptt_frames:
-            self._check_tbptt()
+            if not isinstance(self.encoder.core, VideoCore):
+                raise ConfigError("training.tbptt_frames needs a video core (gru, ctrnn, conv3d, dwise_video), "
+                                  f"not {config.model.core.name!r}")
             self.automatic_optimization = False
-        self.ema = _ema_copy(self.encoder, self.train_cfg.get("ema_decay"))
+        self.ema = _ema_copy(self.encoder, self.train_cfg.ema_decay)
         self._val: dict[str, list] = defaultdict(list)
 
     @property
@@ -83,14 +85,6 @@ class EncoderModule(L.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: dict, batch_idx: int) -> None:
         if self.ema is not None:
             self.ema.update_parameters(self.encoder)
-
-    def _check_tbptt(self) -> None:
-        if not isinstance(self.encoder.core, VideoCore):
-            raise ConfigError("training.tbptt_frames needs a video core (gru, ctrnn, conv3d), not "
-                              f"{self.config['model']['core'].get('name')!r}")
-        # Lightning applies Trainer-level clipping only under automatic optimisation.
-        if self.train_cfg.get("gradient_clip_val"):
-            raise ConfigError("training.gradient_clip_val cannot be combined with training.tbptt_frames")
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.encoder(batch["recording"], batch["stimulus"], batch.get("behavior"),
@@ -125,7 +119,7 @@ class EncoderModule(L.LightningModule):
             return self._tbptt_step(batch)
         loss = self._loss(batch, batch_mask(batch, self.skip_frames))
         self._require_finite(loss, batch["recording"])
-        reg = self.encoder.regularizer(self.train_cfg.get("regularization", {}))
+        reg = self.encoder.regularizer(self.train_cfg.regularization)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["responses"]))
         return loss + reg
 
@@ -147,11 +141,11 @@ class EncoderModule(L.LightningModule):
                 loss = self._loss(chunk, None if mask is None else mask[:, frames])
                 self._require_finite(loss, batch["recording"])
                 opt.zero_grad()
-                self.manual_backward(loss + self.encoder.regularizer(self.train_cfg.get("regularization", {})))
+                self.manual_backward(loss + self.encoder.regularizer(self.train_cfg.regularization))
                 opt.step()
                 core.detach_state()
                 losses.append(loss.detach())
-        if self.scheduler_kind == "cosine":
+        if self.train_cfg.scheduler == "cosine":
             self.lr_schedulers().step()  # per batch, as Lightning would with interval "step"
         if losses:
             self.log("train/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=len(batch["responses"]))
@@ -180,12 +174,12 @@ class EncoderModule(L.LightningModule):
             # Every rank scores the full validation set, so this value is identical across ranks.
             self.log("val/correlation", float(np.mean(per_rec)), prog_bar=True, sync_dist=False)
             # Lightning steps schedulers only under automatic optimisation
-            if not self.automatic_optimization and self.scheduler_kind == "plateau":
+            if not self.automatic_optimization and self.train_cfg.scheduler == "plateau":
                 self.lr_schedulers().step(float(np.mean(per_rec)))
 
     def on_train_epoch_end(self) -> None:
         # Lightning steps epoch-interval schedulers only under automatic optimisation.
-        if not self.automatic_optimization and self.scheduler_kind == "step":
+        if not self.automatic_optimization and self.train_cfg.scheduler == "step":
             self.lr_schedulers().step()
 
     def configure_optimizers(self) -> dict:
@@ -195,12 +189,10 @@ class EncoderModule(L.LightningModule):
         fire) or "cosine" (linear warm-up over ``warmup_epochs``, then cosine decay to 1% of ``lr`` at the last
         step of ``max_epochs``; what a fixed epoch budget wants)."""
         cfg = self.train_cfg
-        opt = torch.optim.AdamW(self.encoder.parameters(), lr=float(cfg.get("lr", 5e-3)),
-                                weight_decay=float(cfg.get("weight_decay", 0.0)))
-        kind = self.scheduler_kind
-        if kind == "cosine":
+        opt = torch.optim.AdamW(self.encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.scheduler == "cosine":
             total = max(1, int(self.trainer.estimated_stepping_batches))
-            warmup = int(float(cfg.get("warmup_epochs", 0)) * total / max(1, self.trainer.max_epochs))
+            warmup = int(cfg.warmup_epochs * total / max(1, self.trainer.max_epochs))
 
             def factor(step: int) -> float:
                 if step < warmup:
@@ -211,37 +203,23 @@ class EncoderModule(L.LightningModule):
             sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
             # Under truncated BPTT (manual optimisation) _tbptt_step steps it once per batch.
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        if kind == "step":
-            sched = torch.optim.lr_scheduler.MultiStepLR(opt, self.lr_milestones,
-                                                         gamma=float(cfg.get("lr_decay_factor", 0.3)))
+        if cfg.scheduler == "step":
+            sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg.lr_milestones, gamma=cfg.lr_decay_factor)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="max", factor=float(cfg.get("lr_decay_factor", 0.3)),
-            patience=int(cfg.get("lr_patience", 3)), threshold=1e-3, min_lr=1e-5)
+            opt, mode="max", factor=cfg.lr_decay_factor, patience=cfg.lr_patience, threshold=1e-3, min_lr=1e-5)
         if not self.automatic_optimization:  # stepped in on_validation_epoch_end instead
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched}}
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/correlation"}}
 
 
-def _ema_copy(encoder: Encoder, decay: Any) -> torch.optim.swa_utils.AveragedModel | None:
+def _ema_copy(encoder: Encoder, decay: float | None) -> torch.optim.swa_utils.AveragedModel | None:
     """An exponential moving average of ``encoder``'s weights and buffers (updated once per training batch,
-    w_ema <- decay * w_ema + (1 - decay) * w), or None when ``decay`` is null. Its parameters take no
+    w_ema <- decay * w_ema + (1 - decay) * w), or None when ``decay`` is None. Its parameters take no
     gradient: the optimiser and DDP see the trained encoder only."""
     if decay is None:
         return None
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
-        raise ConfigError(f"training.ema_decay: {decay!r} must be null or a number in (0, 1), e.g. 0.999")
     ema = torch.optim.swa_utils.AveragedModel(
-        encoder, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(float(decay)), use_buffers=True)
+        encoder, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
     ema.requires_grad_(False)
     return ema
-
-
-def _milestones(value: Any) -> list[int]:
-    """``training.lr_milestones``: a non-empty list of increasing positive epoch counts."""
-    ok = isinstance(value, (list, tuple)) and value and all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-    if not ok or list(value) != sorted(set(value)):
-        raise ConfigError(f"training.lr_milestones: {value!r} must be a list of increasing positive epoch counts "
-                          "(the step scheduler decays the learning rate after each)")
-    return list(value)

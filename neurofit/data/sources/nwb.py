@@ -154,6 +154,9 @@ def _build(path: Path, nwb: Any, window: Window, series_name: str | None, stimul
     if stimulus_images is not None and window.frames:
         stimulus_images = np.repeat(stimulus_images[:, None], responses.shape[1], axis=1)
     tiers = pres.tiers if pres.tiers is not None else assign_tiers(pres.stimulus_id)
+    # A presentation whose window holds no imaging sample (past the end of the recording) has nothing to
+    # train or score on: tier "none" keeps it in the store, visibly unused.
+    tiers = np.where(mask.reshape(len(tiers), -1).any(axis=1), tiers, "none")
     plane = table.imaging_plane
     attrs = {"source_path": str(path), "series": series.name, "presentations": pres.source,
              "window_offset_s": float(window.offset_s), "window_duration_s": float(duration),

@@ -35,7 +35,7 @@ class ConvCore(nn.Module):
     """
 
     def __init__(self, in_channels: int = 1, channels: int = 32, layers: int = 3, input_kernel: int = 9,
-                 hidden_kernel: int = 7, depthwise: bool = True, skip: int = 0, input_stride: int = 1) -> None:
+                 hidden_kernel: int = 7, depthwise: bool = True, skip: int = 0, input_stride: int = 2) -> None:
         super().__init__()
         self.layers = nn.ModuleList()
         for i in range(layers):

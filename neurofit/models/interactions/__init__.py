@@ -7,7 +7,7 @@ builds one layer, or a stack from a name like ``"attention+normalization"``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -15,6 +15,9 @@ from neurofit.errors import ConfigError
 from neurofit.models.interactions.attention import NeuronAttention
 from neurofit.models.interactions.base import Interaction, InteractionStack, NoInteraction
 from neurofit.models.interactions.normalization import DivisiveNormalization
+
+if TYPE_CHECKING:
+    from neurofit.config.schema import InteractionSpec
 
 INTERACTIONS: dict[str, type[Interaction]] = {
     "none": NoInteraction,
@@ -50,16 +53,12 @@ def build_interaction(name: str, *, n_neurons: int, embedding_dim: int, feature_
     return InteractionStack([_build_one(n, dims, dict(options.get(n) or {})) for n in names])
 
 
-def build_interactions(configs: list[str | dict[str, Any]], *, n_neurons: int, embedding_dim: int,
+def build_interactions(configs: list[InteractionSpec], *, n_neurons: int, embedding_dim: int,
                        feature_dim: int, positions_um: torch.Tensor | None = None) -> InteractionStack:
-    """The ``model.interactions`` list (names or ``{name: ..., **options}``) -> one InteractionStack."""
+    """The ``model.interactions`` list of the typed config -> one InteractionStack."""
     dims = {"n_neurons": n_neurons, "embedding_dim": embedding_dim, "feature_dim": feature_dim,
             "positions_um": positions_um}
-    stages = []
-    for cfg in configs:
-        options = {"name": cfg} if isinstance(cfg, str) else dict(cfg)
-        stages.append(_build_one(options.pop("name", None), dims, options))
-    return InteractionStack(stages)
+    return InteractionStack([_build_one(cfg.name, dims, dict(cfg.options)) for cfg in configs])
 
 
 __all__ = ["INTERACTIONS", "DivisiveNormalization", "Interaction", "InteractionStack", "NeuronAttention",

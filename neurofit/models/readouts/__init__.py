@@ -22,5 +22,7 @@ def _factorized(n_neurons: int, in_channels: int, coords_um: torch.Tensor, image
 
 
 READOUTS = {"gaussian": _gaussian, "factorized": _factorized}
+#: The classes behind READOUTS, whose keyword parameters are the readouts' config options.
+READOUT_CLASSES = {"gaussian": GaussianReadout, "factorized": FactorizedReadout}
 
-__all__ = ["READOUTS", "FactorizedReadout", "GaussianReadout", "ReadoutOutput"]
+__all__ = ["READOUTS", "READOUT_CLASSES", "FactorizedReadout", "GaussianReadout", "ReadoutOutput"]

@@ -46,9 +46,9 @@ class GaussianReadout(nn.Module):
     """
 
     def __init__(self, n_neurons: int, in_channels: int, coords_um: torch.Tensor | None = None,
-                 position: str = "cortical", init_sigma: float = 0.2, hidden: int = 32,
-                 affine_init: float = 0.0, scatter: bool = False, image_shape: tuple[int, int] | None = None,
-                 position_init: str | None = None, edge_penalty: float = 1.0) -> None:
+                 position: str = "cortical", init_sigma: float = 0.1, hidden: int = 32,
+                 affine_init: float = 0.5, scatter: bool = True, image_shape: tuple[int, int] | None = None,
+                 position_init: str | None = "rf_map", edge_penalty: float = 1.0) -> None:
         super().__init__()
         if not edge_penalty >= 0:
             raise ValueError(f"edge_penalty must be >= 0, got {edge_penalty!r}")
