@@ -1,7 +1,8 @@
 """Atomic file writes: every file neurofit writes (JSON, YAML, CSV, npz, checkpoints, figures) goes to a
 temporary sibling first and is renamed into place only when complete, so an interrupted run never leaves a
 truncated file that a later read or ``--resume`` would trip over. (Folders, i.e. zarr stores, use
-``neurofit.data.store.replace_dir``.)"""
+``neurofit.data.store.replace_dir``.) Temporary files left by a killed process are removed by the next
+write to the same file."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` (same suffix, so writers that pick a format from it work);
     on a clean exit rename it onto ``path``, on an exception delete it."""
     path = Path(path)
+    _remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         yield tmp
@@ -26,10 +28,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries of ``path`` whose writing process no longer exists (killed mid-write)."""
+    if not path.parent.is_dir():
+        return
+    for tmp in path.parent.glob(f".{path.stem}.tmp-*{path.suffix}"):
+        pid = tmp.name[len(f".{path.stem}.tmp-"):len(tmp.name) - len(path.suffix)]
+        if pid.isdigit() and not process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write text to ``path`` atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_json(path: str | os.PathLike, payload: Any, **dumps_options: Any) -> None:
@@ -44,3 +67,15 @@ def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
 
     with atomic_path(path) as tmp:
         np.savez(tmp, **arrays)
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Save a matplotlib figure atomically (format from the suffix) and close it; returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip("."))
+    plt.close(fig)
+    return path

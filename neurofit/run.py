@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 from neurofit.config import ExperimentConfig, load_config
 from neurofit.data.spec import RecordingSpec
 from neurofit.errors import DataError
+from neurofit.rundir import RunDir
 
 
 @dataclass
@@ -48,30 +48,37 @@ class Run:
 
 
 def load_run(path: str | os.PathLike, checkpoint: str = "best") -> Run:
-    """Open a run directory written by ``neurofit fit`` (``checkpoint``: "best" or "last")."""
-    path = Path(path)
-    if not (path / "config.yaml").exists():
+    """Open a run directory written by ``neurofit fit`` (``checkpoint``: "best", "last" or "init", the model as
+    training started). Every file read is checked; a damaged one is named in the ``DataError``."""
+    rundir = RunDir(path)
+    path = rundir.path
+    if not rundir.file("config.yaml").is_file():
         raise DataError(f"{path}: not a run directory (no config.yaml)")
-    config = load_config(path / "config.yaml")
-    specs_file = path / "specs.json"
-    if not specs_file.exists():
-        raise DataError(f"{path}: incomplete run (no specs.json)")
-    specs = {s["name"]: RecordingSpec.from_dict(s) for s in json.loads(specs_file.read_text())}
+    config = load_config(rundir.file("config.yaml"))
+    raw_specs = rundir.read_json("specs.json", "an incomplete run")
+    try:
+        specs = {s["name"]: RecordingSpec.from_dict(s) for s in raw_specs}
+    except (TypeError, KeyError, ValueError) as err:
+        raise DataError(f"{rundir.file('specs.json')}: not a list of recording specs ({err})") from None
     if config.type == "ridge":
         from neurofit.models.ridge import RidgePredictor
 
-        model_file = path / "model.npz"
+        model_file = rundir.file("model.npz")
         if not model_file.exists():
             raise DataError(f"{path}: the ridge run has no model.npz (did fit finish?)")
-        return Run(path, config, specs, None, RidgePredictor.load(model_file))
+        try:
+            ridge = RidgePredictor.load(model_file)
+        except (OSError, ValueError, KeyError, EOFError) as err:  # np.load of a truncated npz
+            raise DataError(f"{model_file}: damaged ({type(err).__name__}: {err})") from None
+        return Run(path, config, specs, None, ridge)
     from neurofit.training.module import EncoderModule
 
-    ckpt = path / "checkpoints" / f"{checkpoint}.ckpt"
-    if not ckpt.exists():
-        raise DataError(f"{path}: no checkpoint {ckpt.name} (did fit finish?)")
+    saved = rundir.read_checkpoint(checkpoint)
     try:
-        module = EncoderModule.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=False)
-    except Exception as err:  # a damaged checkpoint surfaces as many exception types
-        raise DataError(f"{ckpt}: cannot load checkpoint ({type(err).__name__}: {err})") from None
+        module = EncoderModule(**saved["hyper_parameters"])
+        module.load_state_dict(saved["state_dict"])
+    except (TypeError, KeyError, RuntimeError) as err:
+        raise DataError(f"{rundir.file(f'checkpoints/{checkpoint}.ckpt')}: does not fit the run's model "
+                        f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
     module.eval()
     return Run(path, config, specs, module.evaluated_encoder, None)

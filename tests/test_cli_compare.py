@@ -60,7 +60,7 @@ def test_sweep_resume_and_compare(tiny_store, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["compare", "nowhere", "--out", "r"], "nowhere: not a finished run"),
+    (["compare", "nowhere", "--out", "r"], "nowhere/train_info.json: missing (not a finished run"),
     (["sweep", "--data", "d.zarr", "--configs", "configs/ridge.yaml", "configs/ridge.yaml", "--out", "s"],
      "both configs are named 'ridge'"),
 ])

@@ -129,7 +129,7 @@ def test_runs_that_cannot_be_compared(tmp_path):
         with pytest.raises(DataError, match=message):
             compare_runs([a, other])
     (tmp_path / "e").mkdir()
-    with pytest.raises(DataError, match="no train_info.json"):
+    with pytest.raises(DataError, match="train_info.json: missing"):
         compare_runs([a, tmp_path / "e"])
     (a / "metrics.json").unlink()
     with pytest.raises(DataError, match=f"{a}: run has no metrics.json"):

@@ -22,25 +22,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import xarray as xr
+from scipy import stats
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import xarray as xr  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from neurofit.analysis.plots import save_figure  # noqa: E402
-from neurofit.data.store import quiet_zarr, replace_dir  # noqa: E402
-from neurofit.io import write_json  # noqa: E402
-from neurofit.models.interactions.attention import spatial_order  # noqa: E402
+from neurofit.data.store import write_zarr
+from neurofit.io import save_figure, write_json
+from neurofit.models.interactions.attention import spatial_order
 
 SUMMARY_FILE = "attention_vs_distance.json"
 #: Truth matrices a learned map is compared with, by name, with the description written into the JSON. J is
@@ -364,16 +358,6 @@ def _primary_reference(label: str, references: dict[str, np.ndarray]) -> str | N
     return next(iter(references), None)
 
 
-def _write_zarr_atomic(ds: xr.Dataset, path: Path) -> None:
-    tmp = path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
-        with quiet_zarr():
-            ds.to_zarr(str(tmp), mode="w", consolidated=False)
-        replace_dir(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _update_json(path: Path, name: str, entry: dict) -> None:
     summary = json.loads(path.read_text()) if path.exists() else {}
     summary[name] = entry
@@ -441,6 +425,6 @@ def write_interaction_outputs(out_dir: str | os.PathLike, name: str, unit_id: np
             data["untrained_pools"] = (pair, np.asarray(untrained_pools, dtype=np.float32))
     attrs = {"recording": name, "description": "row i = how much neuron i attends to / is normalised by "
                                                "neuron j; both axes in the order of unit_id"}
-    _write_zarr_atomic(xr.Dataset(data, coords=coords, attrs=attrs), out / f"{name}.zarr")
+    write_zarr(xr.Dataset(data, coords=coords, attrs=attrs), out / f"{name}.zarr")
     _update_json(out / SUMMARY_FILE, name, entry)
     return entry

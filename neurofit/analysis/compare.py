@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import itertools
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from scipy import stats
 
 from neurofit.config import ExperimentConfig, load_config
 from neurofit.errors import DataError
+from neurofit.rundir import RunDir
 
 #: Metrics summarised over seeds; oracle correlation is left out because it depends on the data only.
 TABLE_METRICS = ("single_trial_correlation", "correlation_to_average", "feve", "fraction_of_ceiling")
@@ -62,9 +62,15 @@ def read_neurons(path: str | os.PathLike) -> xr.Dataset:
     Unit ids take their type from the run's ``specs.json`` (int or str), matched by position within each
     recording because ``neurons.csv`` lists every recording's neurons in spec order."""
     path = Path(path)
-    specs = {s["name"]: s["unit_id"] for s in json.loads((path / "specs.json").read_text())}
-    with open(path / "neurons.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    specs_file = RunDir(path).read_json("specs.json", "an incomplete run")
+    try:
+        specs = {s["name"]: s["unit_id"] for s in specs_file}
+        with open(path / "neurons.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (TypeError, KeyError) as err:
+        raise DataError(f"{path / 'specs.json'}: not a list of recording specs ({err})") from None
+    except OSError as err:
+        raise DataError(f"{path / 'neurons.csv'}: cannot be read ({err}; run neurofit evaluate)") from None
     recordings = [row["recording"] for row in rows]
     unit_ids: list = []
     for name in dict.fromkeys(recordings):
@@ -101,15 +107,16 @@ def ensure_evaluated(path: str | os.PathLike, evaluate_missing: bool = True) -> 
 
 def load_result(path: str | os.PathLike, evaluate_missing: bool = True) -> RunResult:
     """Open a fitted run, evaluating it first where needed (see ``ensure_evaluated``)."""
-    path = Path(path)
-    if not (path / "train_info.json").exists():
-        raise DataError(f"{path}: not a finished run (no train_info.json; did neurofit fit complete?)")
-    ensure_evaluated(path, evaluate_missing)
-    config = load_config(path / "config.yaml")
-    info = json.loads((path / "train_info.json").read_text())
-    return RunResult(path=path, architecture=str(info.get("config", config.name)),
+    run = RunDir(path)
+    info = run.read_json("train_info.json", "not a finished run: did neurofit fit complete?")
+    ensure_evaluated(run.path, evaluate_missing)
+    config = load_config(run.file("config.yaml"))
+    metrics = run.read_json("metrics.json", "run neurofit evaluate")
+    if not isinstance(info, dict) or not isinstance(metrics, dict) or "mean" not in metrics:
+        raise DataError(f"{run.path}: train_info.json or metrics.json does not hold a run's summary")
+    return RunResult(path=run.path, architecture=str(info.get("config", config.name)),
                      seed=int(info.get("seed", config.training.seed)), config=config, info=info,
-                     metrics=json.loads((path / "metrics.json").read_text()), neurons=read_neurons(path))
+                     metrics=metrics, neurons=read_neurons(run.path))
 
 
 def split_fingerprint(data: str | os.PathLike, recordings: list[str]) -> str:

@@ -16,7 +16,7 @@ from neurofit.data.store import open_truth
 from neurofit.errors import DataError
 from neurofit.models.interactions.attention import NeuronAttention
 from neurofit.models.interactions.normalization import DivisiveNormalization
-from neurofit.run import Run
+from neurofit.run import Run, load_run
 
 
 @dataclass
@@ -116,15 +116,8 @@ def truth_matrix(truth: xr.Dataset | None, key: str, unit_id: np.ndarray,
 
 
 def untrained_run(run: Run) -> Run:
-    """The run's model as ``neurofit fit`` built it before training: same config, recordings and seed, so the
-    same initial parameters (readout positions excepted: fit then moves them to RF centres mapped from the
-    data, which neither attention maps nor pools use), in eval mode. Its maps show what the architecture
-    alone assumes (attention's distance bias and the distance pools prefer near neighbours from the start),
-    the reference against which training is judged."""
-    from neurofit.training.module import EncoderModule
-
-    # A private RNG state: the caller's torch random stream is left as it was.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(run.config.training.seed)
-        module = EncoderModule(run.config, [spec.to_dict() for spec in run.specs.values()])
-    return replace(run, encoder=module.encoder.eval())
+    """The run's model as training started (``checkpoints/init.ckpt``, written by ``neurofit fit`` after the
+    readout positions were mapped), in eval mode. Its maps show what the architecture alone assumes
+    (attention's distance bias and the distance pools prefer near neighbours from the start), the reference
+    against which training is judged."""
+    return replace(run, encoder=load_run(run.path, "init").encoder)

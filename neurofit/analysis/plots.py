@@ -6,27 +6,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-from neurofit.io import atomic_path
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from neurofit.io import save_figure
 
 if TYPE_CHECKING:
     from neurofit.evaluation import TierPrediction
     from neurofit.metrics import NeuronScores
-
-
-def save_figure(fig: plt.Figure, path: str | os.PathLike) -> Path:
-    """Save a figure atomically (temporary file, then rename) and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format=path.suffix.lstrip("."))
-    plt.close(fig)
-    return path
 
 
 def evaluation_figure(predictions: dict[str, TierPrediction], scores: dict[str, NeuronScores],

@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from neurofit.analysis.compare import OVERALL, TABLE_METRICS
+from neurofit.io import atomic_path, atomic_write_text
 
 SHORT = {"single_trial_correlation": "single-trial r", "correlation_to_average": "r to average",
          "feve": "FEVE", "fraction_of_ceiling": "fraction of ceiling"}
@@ -110,7 +111,7 @@ def write_csv(ds: xr.Dataset, path: str | os.PathLike) -> Path:
                 "embedding_similarity", "embedding_similarity_shuffled"]
     metric_cols = [c for m in TABLE_METRICS for c in (m, f"{m}_sem")]
     path = Path(path)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["architecture", "recording"] + metric_cols + per_arch)
         for arch in ds["architecture"].values:
@@ -124,7 +125,7 @@ def write_tests_csv(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """The paired tests, one row per pair of architectures, every variable over ``pair`` as a column."""
     cols = [name for name, var in ds.data_vars.items() if var.dims == ("pair",)]
     path = Path(path)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["pair"] + cols)
         for pair in ds["pair"].values:
@@ -144,7 +145,7 @@ def comparison_figure(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     scatter of each architecture's seed-averaged single-trial r against the first (baseline) one."""
     import matplotlib.pyplot as plt
 
-    from neurofit.analysis.plots import save_figure
+    from neurofit.io import save_figure
 
     archs = [str(a) for a in ds["architecture"].values]
     n_panels = len(archs)  # the bar chart and one scatter per non-baseline architecture
@@ -204,12 +205,12 @@ def to_html(ds: xr.Dataset, png: bytes) -> str:
 def write_report(ds: xr.Dataset, out: str | os.PathLike) -> dict[str, Path]:
     """Write every report file into directory ``out``; returns their paths by name."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)  # may hold more than the report (a sweep's runs/)
     paths = {"table.md": out / "table.md", "report.html": out / "report.html"}
-    paths["table.md"].write_text(to_markdown(ds), encoding="utf-8")
+    atomic_write_text(paths["table.md"], to_markdown(ds))
     paths["table.csv"] = write_csv(ds, out / "table.csv")
     if ds.sizes.get("pair", 0):
         paths["tests.csv"] = write_tests_csv(ds, out / "tests.csv")
     paths["comparison.png"] = comparison_figure(ds, out / "comparison.png")
-    paths["report.html"].write_text(to_html(ds, paths["comparison.png"].read_bytes()), encoding="utf-8")
+    atomic_write_text(paths["report.html"], to_html(ds, paths["comparison.png"].read_bytes()))
     return paths

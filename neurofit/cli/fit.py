@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from neurofit.errors import ConfigError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``fit`` and ``evaluate``."""
@@ -24,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set training.lr=0.003 (repeatable)")
     fit.add_argument("--evaluate", action="store_true", help="evaluate on the test tier after fitting")
+    fit.add_argument("--threads", type=int, default=None,
+                     help="CPU threads for torch (default: torch's choice); 1 per process on a shared machine")
     fit.set_defaults(handler=_fit)
 
     ev = sub.add_parser("evaluate", help="score a run on a held-out tier; writes RUN/metrics.json")
@@ -34,12 +38,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(handler=_evaluate)
 
 
+def set_threads(threads: int | None) -> None:
+    """``--threads``: torch's intra-op CPU threads (``ConfigError`` for a count below 1)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ConfigError(f"--threads {threads}: must be >= 1")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _devices(value: str) -> int | str:
     return int(value) if value.isdigit() else value
 
 
 def _fit(args: argparse.Namespace) -> int:
     from neurofit.training.fit import fit
+
+    set_threads(args.threads)
 
     out = fit(args.data, args.config, args.out, seed=args.seed, max_epochs=args.max_epochs,
               accelerator=args.accelerator, devices=_devices(args.devices), num_nodes=args.num_nodes,

@@ -30,16 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_fit(args: argparse.Namespace) -> int:
-    import torch
-
+    from neurofit.cli.fit import set_threads
     from neurofit.rnn.config import load_config
     from neurofit.rnn.run import fit_run
 
     overrides = {key: value for key, value in (("method", args.method), ("data.recording", args.recording),
                                                 ("model.seed", args.seed)) if value is not None}
     cfg = load_config(args.config, overrides)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     metrics = fit_run(args.data, args.out, cfg, args.device, None if args.quiet else print)
     summary = {k: metrics[k] for k in ("method", "pVar", "pVar_fresh_noise", "n_units", "n_regions", "wall_s")}
     print(json.dumps(summary))

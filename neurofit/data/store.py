@@ -8,6 +8,7 @@ valid store. Reads are lazy: arrays stay on disk until indexed, so stores larger
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ import zarr
 
 from neurofit.data.recording import validate
 from neurofit.errors import DataError
+from neurofit.io import process_alive
 
 STORE_MARKER = "neurofit_store"
 #: Target bytes per chunk along ``trial``: large enough for fast sequential reads, small enough that a
@@ -128,8 +130,24 @@ def quiet_zarr() -> Iterator[None]:
 
 
 def partial_dir(path: Path) -> Path:
-    """The hidden sibling a folder for ``path`` is built in before ``replace_dir`` moves it into place."""
-    return path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:8]}"
+    """The hidden sibling a folder for ``path`` is built in before ``replace_dir`` moves it into place. Its
+    name carries the writing process's id, so the partial folders of killed writes to the same target
+    (which no later run would otherwise remove) are deleted here."""
+    prefix = f".{path.name}.partial-"
+    if path.parent.is_dir():
+        for stale in path.parent.glob(f"{glob.escape(prefix)}*"):
+            pid = stale.name[len(prefix):].split("-")[0]
+            if pid.isdigit() and not process_alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+    return path.parent / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def write_zarr(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write a Dataset as a zarr folder (consolidated metadata) atomically; returns the path."""
+    path = Path(path)
+    with atomic_dir(path) as tmp, quiet_zarr():
+        ds.to_zarr(str(tmp), mode="w", consolidated=True)
+    return path
 
 
 @contextlib.contextmanager

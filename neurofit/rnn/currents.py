@@ -8,16 +8,10 @@ currents.
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
-from pathlib import Path
-
 import numpy as np
 import torch
 import xarray as xr
 
-from neurofit.data.store import quiet_zarr, replace_dir
 from neurofit.rnn.model import DataConstrainedRNN, to_numpy
 
 SIGNS = ("excitatory", "inhibitory")
@@ -92,17 +86,3 @@ def decompose(model: DataConstrainedRNN, rates: torch.Tensor, exog: torch.Tensor
                               "excitatory = positive weights only, inhibitory = negative weights only",
                "time_units": "s"},
     )
-
-
-def write_currents(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write ``ds`` as a zarr folder atomically (temporary sibling folder, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
-        with quiet_zarr():
-            ds.to_zarr(str(tmp), mode="w", consolidated=False)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    replace_dir(tmp, path)
-    return path

@@ -6,21 +6,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from neurofit.rnn.history import FitHistory  # noqa: E402
+from neurofit.io import save_figure
+from neurofit.rnn.history import FitHistory
 
 
 def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_fit_curve(history: FitHistory, path: str | os.PathLike) -> Path:

@@ -17,14 +17,16 @@ import numpy as np
 import torch
 import yaml
 
+from neurofit.data.store import write_zarr
 from neurofit.errors import DataError
 from neurofit.io import atomic_write_text, save_npz, write_json
 from neurofit.rnn import plots
 from neurofit.rnn.config import FitConfig
-from neurofit.rnn.currents import decompose, write_currents
+from neurofit.rnn.currents import decompose
 from neurofit.rnn.data import load_rnn_data
 from neurofit.rnn.fit import fit
 from neurofit.rnn.model import exogenous_names, free_run, load_model, save_model, to_numpy
+from neurofit.rundir import RunDir
 
 
 def fit_run(data_path: str | os.PathLike, out: str | os.PathLike, cfg: FitConfig, device: str = "cpu",
@@ -36,14 +38,16 @@ def fit_run(data_path: str | os.PathLike, out: str | os.PathLike, cfg: FitConfig
     ``n_units``, ``n_regions``, ``n_trials``, ``n_samples``, ``wall_s`` (fit only), ``method``, ``device``,
     ``variance_share`` {target region: {source: share}} and the data normalisation.
     """
-    out = Path(out)
+    run = RunDir(out)
+    replace_early = run.check_new(resumable=False)  # a finished run is refused before anything is fitted
+    out = run.path
     data = load_rnn_data(data_path, cfg.data.normalize, cfg.data.recording)
     outcome = fit(data, cfg, device, log)
     model, fd = outcome.model, outcome.data
     rates, final_pvar, final_chi2 = free_run(model, fd, noise_seed=model.cfg.seed)
     fresh_pvar = free_run(model, fd, noise_seed=model.cfg.seed + 1000)[1]
     share = decompose(model, rates, fd.exog)["variance_share"]
-    out.mkdir(parents=True, exist_ok=True)
+    run.start(replace_early)
     resolved = {**cfg.to_dict(), "data_path": str(data_path), "device": device}
     atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     save_model(model, out / "model.pt", {"normalization": data.normalization.to_dict(), "source": data.source,
@@ -73,12 +77,18 @@ def currents_run(run: str | os.PathLike) -> Path:
     for name in ("model.pt", "fit.npz"):
         if not (run / name).exists():
             raise DataError(f"{run}: no {name} (is this a finished 'neurofit rnn fit' run directory?)")
-    model, _ = load_model(run / "model.pt")
-    with np.load(run / "fit.npz") as saved:
-        rates, data_rates, exog = saved["model_rates"], saved["data_rates"], saved["exog"]
+    try:
+        model, _ = load_model(run / "model.pt")
+    except Exception as err:  # a damaged file surfaces as many exception types (EOF, unpickling, zip, keys)
+        raise DataError(f"{run / 'model.pt'}: damaged model ({type(err).__name__}: {err})") from None
+    try:
+        with np.load(run / "fit.npz") as saved:
+            rates, data_rates, exog = saved["model_rates"], saved["data_rates"], saved["exog"]
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        raise DataError(f"{run / 'fit.npz'}: damaged ({type(err).__name__}: {err})") from None
     exog_t = torch.as_tensor(exog) if exog.shape[-1] else None
     ds = decompose(model, torch.as_tensor(rates), exog_t)
-    path = write_currents(ds, run / "currents.zarr")
+    path = write_zarr(ds, run / "currents.zarr")
     regions = np.asarray(model.spec["regions"])
     plots.plot_rasters(data_rates, rates, regions, model.spec["region_names"], model.dt, run / "rasters.png")
     plots.plot_current_grid(ds, run / "current_grid.png")

@@ -1,10 +1,12 @@
-"""Trainer plug-ins: atomic checkpoint writes."""
+"""Trainer plug-ins and checkpoint files: atomic checkpoint writes, the run's initial checkpoint."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
+import lightning as L
+import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from neurofit.io import atomic_path
@@ -18,3 +20,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                         storage_options: Any | None = None) -> None:
         with atomic_path(path) as tmp:
             super().save_checkpoint(checkpoint, tmp, storage_options)
+
+
+def save_init_checkpoint(module: L.LightningModule, path: str | os.PathLike) -> None:
+    """Save ``module`` as training starts (after the readout positions were mapped) in the checkpoint
+    format ``load_from_checkpoint`` reads, atomically: analyses compare the trained model with it."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    payload = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+               "pytorch-lightning_version": L.__version__, "epoch": -1, "global_step": 0}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)

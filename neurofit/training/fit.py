@@ -7,6 +7,7 @@ Run directory layout: ``config.yaml`` (resolved, with data path and seed), ``spe
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -16,10 +17,13 @@ import numpy as np
 
 from neurofit.config import ExperimentConfig, load_config, save_config
 from neurofit.data.datamodule import NeuralDataModule
-from neurofit.errors import ConfigError, DataError, TrainingError
+from neurofit.errors import ConfigError, TrainingError
 from neurofit.io import write_json
-from neurofit.training.callbacks import AtomicCheckpointIO
+from neurofit.rundir import RunDir
+from neurofit.training.callbacks import AtomicCheckpointIO, save_init_checkpoint
 from neurofit.training.log_history import logged_rows, restore_rows
+
+log = logging.getLogger(__name__)
 
 
 def is_launcher_rank() -> bool:
@@ -27,22 +31,6 @@ def is_launcher_rank() -> bool:
     torchrun (RANK) and SLURM (SLURM_PROCID), or a plain single process. Other ranks re-run ``fit`` and must
     neither refuse the existing run dir nor write to it."""
     return all(os.environ.get(var, "0") == "0" for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
-
-
-def _check_run_dir(out: Path, resume: bool) -> Path | None:
-    """Refuse a used run dir (unless resuming); return the checkpoint to resume from (or None). Creates
-    nothing: the run dir appears only once config, data and model have been checked."""
-    last = out / "checkpoints" / "last.ckpt"
-    if not is_launcher_rank():
-        return last if resume and last.exists() else None
-    if resume:
-        if not out.exists():
-            raise DataError(f"{out}: --resume given but the run directory does not exist")
-        return last if last.exists() else None
-    if out.exists() and any(out.iterdir()):
-        raise DataError(f"{out}: run directory exists and is not empty (use --resume to continue it, or "
-                        "choose another --out)")
-    return None
 
 
 def _loggers(out: Path, kind: str, cfg: ExperimentConfig) -> list:
@@ -68,32 +56,32 @@ def fit(data: str | os.PathLike, config: str | os.PathLike, out: str | os.PathLi
         overrides: list[str] | None = None, progress: bool = True) -> Path:
     """Train the config's model on ``data`` into run dir ``out``; returns ``out``.
 
-    ``resume`` continues an interrupted run from ``checkpoints/last.ckpt`` with its saved config; a
-    ``max_epochs`` given with it replaces the saved epoch budget, so a finished run can be trained further."""
+    ``resume`` continues an interrupted run from ``checkpoints/last.ckpt`` with its saved config (``overrides``
+    must agree with it); a ``max_epochs`` given with it replaces the saved epoch budget, so a finished run can
+    be trained further. The config, the data, the model and (when resuming) the checkpoint are all checked
+    before anything is written; see ``neurofit.rundir`` for the refuse-or-resume rules."""
     out = Path(out)
-    ckpt = _check_run_dir(out, resume)
+    run = RunDir(out)
     owner = is_launcher_rank()
-    if resume and (out / "config.yaml").exists():
-        cfg = load_config(out / "config.yaml")
-    else:
-        cfg = load_config(config, overrides)
-        cfg.training.seed = seed
-        cfg.data.path = str(Path(data).resolve())
+    replace_early = run.check_new(resume) if owner else False
+    last = run.file("checkpoints/last.ckpt")
+    ckpt = last if resume and last.exists() else None
+    if ckpt is not None and owner:
+        run.read_checkpoint("last")  # a damaged checkpoint is reported before config.yaml is rewritten
+    cfg = _run_config(run, config, data, seed, resume, overrides)
     if max_epochs is not None:
         if max_epochs < 1:
             raise ConfigError(f"--max-epochs {max_epochs}: must be >= 1")
         cfg.training.max_epochs = max_epochs
-    if cfg.data.path is None:
-        raise ConfigError(f"{out}/config.yaml: no data.path to resume from")
     seed = cfg.training.seed
     L.seed_everything(seed, workers=True, verbose=False)
     dm = NeuralDataModule.from_config(cfg.data, seed)
     specs = [s.to_dict() for s in dm.prepare_specs()]
     model = _build_model(cfg, specs)
     if owner:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-        write_json(out / "specs.json", specs)
+        run.start(replace_early)
+        save_config(cfg, run.file("config.yaml"))
+        write_json(run.file("specs.json"), specs)
     start = time.time()
     earlier_s = _earlier_wall_s(out) if ckpt is not None else 0.0
     if cfg.type == "ridge":
@@ -103,8 +91,35 @@ def fit(data: str | os.PathLike, config: str | os.PathLike, out: str | os.PathLi
                             progress)
     if info is not None and owner:
         info.update(seed=seed, wall_s=earlier_s + time.time() - start, config=cfg.name)
-        write_json(out / "train_info.json", info)
+        write_json(run.file("train_info.json"), info)
     return out
+
+
+def _run_config(run: RunDir, config: str | os.PathLike, data: str | os.PathLike, seed: int, resume: bool,
+                overrides: list[str] | None) -> ExperimentConfig:
+    """The config to train with: the run's saved one when resuming (command-line settings must agree with
+    it), else ``config`` with ``overrides``, the seed and the data path."""
+    saved = run.file("config.yaml")
+    resuming = resume and saved.exists()
+    if resuming and not overrides:
+        return load_config(saved)
+    fresh = load_config(config, overrides)
+    fresh.training.seed = seed
+    fresh.data.path = str(Path(data).resolve())
+    if not resuming:
+        return fresh
+    cfg = load_config(saved)
+    if _identity(fresh) != _identity(cfg):
+        raise ConfigError(f"{saved}: --set {' '.join(overrides)} differs from the config of the run being "
+                          "resumed (a resumed run keeps its config; only --max-epochs may change)")
+    return cfg
+
+
+def _identity(cfg: ExperimentConfig) -> dict:
+    """A config without the epoch budget, the one thing a resumed run may change."""
+    data = cfg.to_data()
+    data["training"].pop("max_epochs")
+    return data
 
 
 def _earlier_wall_s(out: Path) -> float:
@@ -171,10 +186,12 @@ def _fit_encoder(module, cfg: ExperimentConfig, dm: NeuralDataModule, specs: lis
 
         mapped_at = time.time()
         strengths = init_readout_positions(module.encoder, dm.recordings)
-        if strengths and progress and is_launcher_rank():
-            print(f"readout positions start at RF centres mapped from the training data of {len(strengths)} "
-                  f"recording(s) in {time.time() - mapped_at:.1f} s (median response-energy correlation "
-                  f"{np.median(list(strengths.values())):.2f})")
+        if strengths and is_launcher_rank():
+            log.info("readout positions start at RF centres mapped from the training data of %d recording(s) "
+                     "in %.1f s (median response-energy correlation %.2f)", len(strengths),
+                     time.time() - mapped_at, np.median(list(strengths.values())))
+        if is_launcher_rank():
+            save_init_checkpoint(module, out / "checkpoints" / "init.ckpt")
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
     except TrainingError as err:
