@@ -101,3 +101,19 @@ def test_append_streams_trial_blocks(tmp_path):
     back = open_recording(tmp_path / "s.zarr", "m0", validate_values=True)
     np.testing.assert_array_equal(back.stimulus.values, ds.stimulus.values)
     np.testing.assert_array_equal(back.tier.values, ds.tier.values)
+
+
+def test_stores_open_in_xarray_without_warnings(tmp_path):
+    """Consolidated metadata at every group: a user's plain ``xr.open_zarr`` of a recording or its truth
+    reads it in one go and warns about nothing."""
+    import warnings
+
+    import xarray as xr
+
+    ds, truth = tiny_recording()
+    path = write_store(tmp_path / "s.zarr", {"m0": ds}, {"m0": truth})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opened = xr.open_zarr(path, group="m0")
+        assert set(opened.data_vars) == set(ds.data_vars)
+        assert "rates" in xr.open_zarr(path, group="m0/truth").data_vars

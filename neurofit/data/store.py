@@ -117,15 +117,22 @@ class StoreWriter:
             raise DataError(f"{self.path}: no recordings were written")
         root = zarr.open_group(str(self.tmp), mode="a")
         root.attrs[STORE_MARKER] = {"format_version": "1", "recordings": self.names}
+        # Consolidated metadata at every group, so xarray opens a recording (or its truth) in one read and
+        # without warning about falling back to the per-array metadata.
+        with quiet_zarr():
+            for group in ["", *self.names, *(f"{n}/truth" for n in self.names if "truth" in root[n])]:
+                zarr.consolidate_metadata(str(self.tmp), path=group)
         replace_dir(self.tmp, self.path)
 
 
 @contextlib.contextmanager
 def quiet_zarr() -> Iterator[None]:
-    """Zarr v3 warns that fixed-width strings (our ``tier``/``unit_id`` coordinates) have no v3 spec yet;
-    zarr-python reads them back exactly, which is what the lossless round-trip tests check."""
+    """Zarr v3 warns that fixed-width strings (our ``tier``/``unit_id`` coordinates) and consolidated
+    metadata have no v3 spec yet; zarr-python reads both back exactly, which is what the lossless round-trip
+    tests check."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+        warnings.filterwarnings("ignore", message=".*Consolidated metadata is currently not part.*")
         yield
 
 
