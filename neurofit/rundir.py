@@ -109,7 +109,9 @@ class RunDir:
 
         path = self.path / "checkpoints" / f"{name}.ckpt"
         if not path.is_file():
-            raise DataError(f"{path}: missing (did fit finish an epoch?)")
+            why = ("runs fitted before neurofit kept the initial model have none; refit the run" if name == "init"
+                   else "did fit finish an epoch?")
+            raise DataError(f"{path}: missing ({why})")
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as err:  # a damaged file surfaces as many exception types (EOF, unpickling, zip)

@@ -38,6 +38,10 @@ def test_fit_then_currents(tmp_path, npz_path, capsys):
     for name in ("model.pt", "fit.npz", "config.yaml", "fit_curve.png"):
         assert (run / name).stat().st_size > 0
     assert not list(run.glob(".*tmp*"))  # atomic writes leave no temporary files
+    from neurofit.rnn.config import load_config
+
+    assert load_config(run / "config.yaml") == load_config(config)  # the saved config loads back as --config
+    assert metrics["data_path"] == str(npz_path)
 
     assert main(["rnn", "currents", str(run)]) == 0
     ds = xr.open_zarr(run / "currents.zarr", consolidated=False)

@@ -48,8 +48,8 @@ def fit_run(data_path: str | os.PathLike, out: str | os.PathLike, cfg: FitConfig
     fresh_pvar = free_run(model, fd, noise_seed=model.cfg.seed + 1000)[1]
     share = decompose(model, rates, fd.exog)["variance_share"]
     run.start(replace_early)
-    resolved = {**cfg.to_dict(), "data_path": str(data_path), "device": device}
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    # The config alone, so it loads back as --config; the data and device are recorded in metrics.json.
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     save_model(model, out / "model.pt", {"normalization": data.normalization.to_dict(), "source": data.source,
                                          "unit_ids": data.unit_ids.tolist()})
     save_npz(out / "fit.npz", model_rates=to_numpy(rates), data_rates=to_numpy(fd.rates),
@@ -59,7 +59,7 @@ def fit_run(data_path: str | os.PathLike, out: str | os.PathLike, cfg: FitConfig
         "method": cfg.method, "pVar": final_pvar, "pVar_fresh_noise": fresh_pvar, "chi2": outcome.history.chi2,
         "chi2_final": final_chi2, "pVar_per_run": outcome.history.pvar, "n_units": data.n_units,
         "n_regions": len(data.region_names), "regions": list(data.region_names), "n_trials": data.n_trials,
-        "n_samples": data.n_samples, "wall_s": outcome.wall_s, "device": device,
+        "n_samples": data.n_samples, "wall_s": outcome.wall_s, "device": device, "data_path": str(data_path),
         "time_to_pvar_0.99_s": outcome.history.time_to(0.99),
         "variance_share": {str(t): {str(s): float(share.sel(target_region=t, source=s))
                                     for s in share["source"].values} for t in share["target_region"].values},

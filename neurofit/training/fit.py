@@ -194,6 +194,11 @@ def _fit_encoder(module, cfg: ExperimentConfig, dm: NeuralDataModule, specs: lis
             save_init_checkpoint(module, out / "checkpoints" / "init.ckpt")
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
+    except SystemExit:
+        # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1); report it as the interrupt it was.
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
     except TrainingError as err:
         last_ckpt = out / "checkpoints" / "last.ckpt"
         kept = (f"the last good checkpoint {last_ckpt} is kept (--resume continues from it)"
