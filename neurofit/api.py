@@ -71,8 +71,8 @@ class FittedRun:
 
     def metrics(self, evaluate_missing: bool = True) -> xr.Dataset:
         """``metrics.json`` as a Dataset over ``recording`` (each recording and ``overall``, the mean over
-        recordings): ``n_neurons`` and the metrics of DESIGN.md section 4 (NaN where undefined); attrs
-        ``tier``. Evaluates the run first when it has no metrics (``evaluate_missing``)."""
+        recordings): ``n_neurons`` and the metrics of docs/data-contract.md, section "Metrics" (NaN where
+        undefined); attrs ``tier``. Evaluates the run first when it has no metrics (``evaluate_missing``)."""
         ensure_evaluated(self.path, evaluate_missing)
         metrics = json.loads((self.path / "metrics.json").read_text())
         blocks = dict(metrics["recordings"], **{OVERALL: metrics["mean"]})

@@ -1,4 +1,5 @@
-"""``neurofit evaluate``: predict a held-out tier and score it (DESIGN.md sections 3 and 4)."""
+"""``neurofit evaluate``: predict a held-out tier and score it (docs/cli.md, section "Commands";
+docs/data-contract.md, section "Metrics")."""
 
 from __future__ import annotations
 

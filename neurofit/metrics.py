@@ -1,4 +1,4 @@
-"""Held-out metrics, defined as SENSORIUM 2022/2023 score them (DESIGN.md section 4).
+"""Held-out metrics, defined as SENSORIUM 2022/2023 score them (docs/data-contract.md, section "Metrics").
 
 All functions take ``(sample, neuron)`` arrays: for images a sample is a trial; for videos it is one frame
 of one trial after the burn-in (``flatten_frames`` builds these). ``group`` labels which samples show the

@@ -1,4 +1,4 @@
-"""Every command of the CLI prints --help (DESIGN.md section 3)."""
+"""Every command of the CLI prints --help (docs/cli.md, section "Commands")."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Metrics against hand-computed values (DESIGN.md section 4)."""
+"""Metrics against hand-computed values (docs/data-contract.md, section "Metrics")."""
 
 import numpy as np
 import pytest

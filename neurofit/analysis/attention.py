@@ -1,5 +1,6 @@
 """What an interaction layer learned, on plain arrays: attention maps and normalisation pools against
-cortical distance, against a known coupling, and the ``RUN/attention/`` outputs (DESIGN.md section 3).
+cortical distance, against a known coupling, and the ``RUN/attention/`` outputs (docs/architecture.md,
+section "attention/").
 
 Pairs of neurons are not independent samples (each neuron is in N - 1 pairs), so significance comes from
 permutation tests that shuffle neuron labels (positions, or the truth matrix's rows and columns together);

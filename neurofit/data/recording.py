@@ -1,4 +1,4 @@
-"""The Recording: one xarray.Dataset per recording (DESIGN.md section 2, a contract).
+"""The Recording: one xarray.Dataset per recording (a contract: docs/data-contract.md, section "The Recording").
 
 Dims: ``trial``, ``neuron``; videos and time series add ``frame``; images have ``height`` and ``width``.
 Data variables:
