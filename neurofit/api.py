@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from neurofit.analysis.compare import OVERALL, compare_runs, ensure_evaluated, is_evaluated
+from neurofit.analysis.compare import OVERALL, check_report_options, compare_runs, ensure_evaluated, is_evaluated
 from neurofit.config import ExperimentConfig, load_config
 from neurofit.errors import DataError
 from neurofit.metrics import METRIC_NAMES
@@ -196,6 +196,7 @@ def sweep(data: str | os.PathLike, configs: Sequence[str | os.PathLike], seeds: 
     overrides = (["training.deterministic=true"] if deterministic else []) + list(overrides)
     if not seeds:
         raise DataError("sweep: give at least one seed")
+    check_report_options(alpha, clusters)  # before hours of fitting, not after
     names: dict[str, Path] = {}
     for config in configs:
         name = load_config(config, overrides).name

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from neurofit.data.datamodule import RecordingArrays, load_arrays, tier_trials
-from neurofit.data.store import list_recordings, open_truth
+from neurofit.data.store import list_recordings, open_recording, open_truth
 from neurofit.errors import DataError
 from neurofit.io import atomic_path, write_json
 from neurofit.metrics import NeuronScores, flatten_frames, frame_groups, mean_over_recordings, score
@@ -33,11 +33,20 @@ def predict_trials(run: Run, data: str | os.PathLike, recording: str,
                    tier: str) -> tuple[RecordingArrays, np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """The recording's arrays, the trials of ``tier`` with responses, their data and the run's predictions
     (recording units, (trial, [frame,] neuron))."""
+    ds = open_recording(data, recording)
+    expected = list(run.specs[recording].unit_id)
+    if ds["unit_id"].values.tolist() != expected:
+        raise DataError(f"{data}: recording {recording!r} has other neurons than the run was fit on "
+                        f"({ds.sizes['neuron']} in the store, {len(expected)} in the run, or in another order)")
     arrays = load_arrays(data, recording, in_memory=False)
     trials = tier_trials(arrays, tier)
     if not len(trials):
         raise DataError(f"{data}: recording {recording!r} has no {tier!r} trials with responses")
     batch = arrays.read(trials)
+    recorded = batch.get("response_mask", np.ones(batch["responses"].shape[:-1], dtype=bool))
+    if not np.isfinite(batch["responses"][recorded]).all():
+        raise DataError(f"{data}: recording {recording!r}: responses contain NaN or inf on {tier!r} trials "
+                        "where response_mask is True")
     pred = run.predict(recording, batch["stimulus"], batch.get("behavior"), batch.get("pupil_center"))
     return arrays, trials, batch, pred
 

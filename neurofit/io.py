@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from neurofit.errors import DataError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -78,4 +80,21 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 120) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip("."))
     plt.close(fig)
+    return path
+
+
+def check_output_location(path: str | os.PathLike) -> Path:
+    """Refuse an output path that cannot become a folder: an existing file, a path under a file, or a
+    folder that cannot be written. Creates nothing; returns the path."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{path}: exists and is not a folder")
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise DataError(f"{path}: cannot be created, {ancestor} is a file")
+    target = path if path.exists() else ancestor
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise DataError(f"{path}: cannot write there ({target} is not writable)")
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def load_run(path: str | os.PathLike, checkpoint: str = "best") -> Run:
             raise DataError(f"{path}: the ridge run has no model.npz (did fit finish?)")
         try:
             ridge = RidgePredictor.load(model_file)
-        except (OSError, ValueError, KeyError, EOFError) as err:  # np.load of a truncated npz
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # a truncated npz
             raise DataError(f"{model_file}: damaged ({type(err).__name__}: {err})") from None
         return Run(path, config, specs, None, ridge)
     from neurofit.training.module import EncoderModule

@@ -24,28 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from neurofit.errors import DataError
+from neurofit.io import check_output_location
 
 #: Files whose presence means a run made progress that must not be overwritten.
 PROGRESS = ("checkpoints/last.ckpt", "checkpoints/best.ckpt", "model.npz", "model.pt", "metrics.json")
 #: What a run writes before its first checkpoint; a directory holding only these may be replaced.
 EARLY_ENTRIES = frozenset({"config.yaml", "specs.json", "logs", "checkpoints", "train_info.json"})
-
-
-def check_output_location(path: str | os.PathLike) -> Path:
-    """Refuse an output path that cannot become a folder: an existing file, a path under a file, or a
-    folder that cannot be written. Creates nothing; returns the path."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise DataError(f"{path}: exists and is not a folder")
-    ancestor = path.parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise DataError(f"{path}: cannot be created, {ancestor} is a file")
-    target = path if path.exists() else ancestor
-    if not os.access(target, os.W_OK | os.X_OK):
-        raise DataError(f"{path}: cannot write there ({target} is not writable)")
-    return path
 
 
 class RunDir:

@@ -12,8 +12,9 @@ import torch
 
 from neurofit.cli import main
 from neurofit.errors import DataError
+from neurofit.io import check_output_location
 from neurofit.run import load_run
-from neurofit.rundir import RunDir, check_output_location
+from neurofit.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 LN = str(ROOT / "configs/ln.yaml")

@@ -161,7 +161,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, case: s
     expected = {"out_not_empty": f"{out}: already exists and is not empty",
                 "unknown_recording": "no recording 'nope'",
                 "pad_too_short": "pad_to=10 is shorter than trial 0 (12 valid frames)",
-                "train_unrecorded": "trial 2 (tier 'train') has no recorded responses"}[case]
+                "train_unrecorded": "response_mask is False for every frame of trial 2 (tier 'train')"}[case]
     if case == "out_not_empty":
         out.mkdir()
         (out / "keep.txt").write_text("mine")

@@ -19,7 +19,7 @@ import xarray as xr
 from scipy import stats
 
 from neurofit.config import ExperimentConfig, load_config
-from neurofit.errors import DataError
+from neurofit.errors import ConfigError, DataError
 from neurofit.rundir import RunDir
 
 #: Metrics summarised over seeds; oracle correlation is left out because it depends on the data only.
@@ -322,6 +322,14 @@ def paired_tests(groups: dict[str, list[RunResult]], neuron_r: xr.DataArray, alp
         coords={dim: [f"{b} vs {a}" for a, b in pairs]}, attrs={"alpha": alpha})
 
 
+def check_report_options(alpha: float, clusters: int) -> None:
+    """``alpha`` (significance level) in (0, 1) and ``clusters`` (k-means k) >= 2, else ``ConfigError``."""
+    if not 0 < alpha < 1:
+        raise ConfigError(f"--alpha {alpha}: the significance level must be in (0, 1)")
+    if clusters < 2:
+        raise ConfigError(f"--clusters {clusters}: k-means needs at least 2 clusters")
+
+
 def compare_runs(paths: list[str | os.PathLike], *, evaluate_missing: bool = True, alpha: float = 0.05,
                  clusters: int = 5) -> xr.Dataset:
     """Load, check and compare fitted runs; the one Dataset every table, figure and report reads.
@@ -334,6 +342,8 @@ def compare_runs(paths: list[str | os.PathLike], *, evaluate_missing: bool = Tru
     ``embedding_similarity_neuron`` over (architecture, neuron)). attrs: ``tier``, ``alpha``, ``clusters``,
     ``runs``."""
     from neurofit.analysis.embeddings import architecture_consistency
+
+    check_report_options(alpha, clusters)
 
     if not paths:
         raise DataError("compare: give at least one run directory")

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from neurofit.config.schema import DataConfig
 from neurofit.data.recording import TEST_TIERS, VALIDATION_TIERS
 from neurofit.data.spec import RecordingSpec, spec_from_recording
-from neurofit.data.store import list_recordings, open_recording
+from neurofit.data.store import list_recordings, open_recording, reading
 from neurofit.errors import ConfigError, DataError
 
 ARRAY_VARS = ("stimulus", "responses", "behavior", "pupil_center", "response_mask")
@@ -41,8 +41,10 @@ class ChunkCache:
     batches share chunks: keeping the window's chunks decoded means every chunk is read and decompressed
     once per epoch instead of once per batch that touches it."""
 
-    def __init__(self, array, capacity: int) -> None:
-        self.array, self.capacity = array, capacity
+    def __init__(self, array, capacity: int, label: str = "array") -> None:
+        """``array``: a chunked on-disk array; ``capacity``: decoded chunks kept; ``label``: the array's
+        place (``STORE:RECORDING/VAR``) in read errors."""
+        self.array, self.capacity, self.label = array, capacity, label
         self.chunk = int(array.chunks[0])
         self.blocks: OrderedDict[int, np.ndarray] = OrderedDict()
 
@@ -51,7 +53,8 @@ class ChunkCache:
         if index in self.blocks:
             self.blocks.move_to_end(index)
             return self.blocks[index]
-        block = self.array[index * self.chunk:(index + 1) * self.chunk]
+        with reading(self.label, f"chunk {index}"):
+            block = self.array[index * self.chunk:(index + 1) * self.chunk]
         self.blocks[index] = block
         if len(self.blocks) > self.capacity:
             self.blocks.popitem(last=False)
@@ -93,20 +96,22 @@ class RecordingArrays:
 def load_arrays(path: str | os.PathLike, name: str, in_memory: bool, cache_chunks: int = 16) -> RecordingArrays:
     """Open one recording for loading. ``in_memory`` reads every array now; otherwise reads stay lazy,
     with up to ``cache_chunks`` decoded chunks kept per array (at least one shuffle window)."""
-    group = zarr.open_group(str(path), mode="r")[name]
-    arrays = {key: group[key] for key in ARRAY_VARS if key in group}
-    chunk = int(arrays["responses"].chunks[0])
-    if in_memory:
-        arrays = {key: arr[...] for key, arr in arrays.items()}
-    else:
-        arrays = {key: ChunkCache(arr, cache_chunks) for key, arr in arrays.items()}
-    tiers = np.asarray(group["tier"][...]).astype(str)
-    if "response_mask" in group:
-        mask = np.asarray(group["response_mask"][...])
-        has = mask.reshape(len(tiers), -1).any(axis=1)
-    else:
-        has = np.ones(len(tiers), dtype=bool)
-    return RecordingArrays(name, arrays, chunk, tiers, np.asarray(group["stimulus_id"][...]), has)
+    with reading(path, f"recording {name!r}"):
+        group = zarr.open_group(str(path), mode="r")[name]
+        arrays = {key: group[key] for key in ARRAY_VARS if key in group}
+        chunk = int(arrays["responses"].chunks[0])
+        if in_memory:
+            arrays = {key: arr[...] for key, arr in arrays.items()}
+        else:
+            arrays = {key: ChunkCache(arr, cache_chunks, f"{path}:{name}/{key}") for key, arr in arrays.items()}
+        tiers = np.asarray(group["tier"][...]).astype(str)
+        if "response_mask" in group:
+            mask = np.asarray(group["response_mask"][...])
+            has = mask.reshape(len(tiers), -1).any(axis=1)
+        else:
+            has = np.ones(len(tiers), dtype=bool)
+        stimulus_id = np.asarray(group["stimulus_id"][...])
+    return RecordingArrays(name, arrays, chunk, tiers, stimulus_id, has)
 
 
 def store_nbytes(path: str | os.PathLike, names: list[str]) -> int:

@@ -23,7 +23,7 @@ import xarray as xr
 import zarr
 
 from neurofit.data.recording import validate
-from neurofit.errors import DataError
+from neurofit.errors import DataError, NeurofitError
 from neurofit.io import process_alive
 
 STORE_MARKER = "neurofit_store"
@@ -90,7 +90,8 @@ class StoreWriter:
             self._write(name, block, None)
             return
         with quiet_zarr():
-            block.to_zarr(str(self.tmp), group=name, mode="a", append_dim="trial", consolidated=False)
+            block.to_zarr(str(self.tmp), group=name, mode="a", append_dim="trial", consolidated=False,
+                          write_empty_chunks=True)
 
     def _write(self, name: str, ds: xr.Dataset, truth: xr.Dataset | None) -> None:
         if name in self.names:
@@ -99,11 +100,14 @@ class StoreWriter:
             raise DataError(f"{self.path}: invalid recording name {name!r}")
         chunks = trial_chunks(ds)
         with quiet_zarr():
-            ds.to_zarr(str(self.tmp), group=name, mode="w", encoding=_encoding(ds, chunks), consolidated=False)
+            # Every chunk is written, even one that equals the fill value, so a chunk missing later means a
+            # damaged store (open_recording checks), not data that happens to equal the fill value.
+            ds.to_zarr(str(self.tmp), group=name, mode="w", encoding=_encoding(ds, chunks), consolidated=False,
+                       write_empty_chunks=True)
             if truth is not None:
                 tchunks = trial_chunks(truth) if "trial" in truth.dims else 1
                 truth.to_zarr(str(self.tmp), group=f"{name}/truth", mode="w",
-                              encoding=_encoding(truth, tchunks), consolidated=False)
+                              encoding=_encoding(truth, tchunks), consolidated=False, write_empty_chunks=True)
         self.names.append(name)
         self._chunks[name] = chunks
 
@@ -200,8 +204,34 @@ def list_recordings(path: str | os.PathLike) -> list[str]:
     return list(marker["recordings"])
 
 
+@contextlib.contextmanager
+def reading(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Report a failure to read or decode a store's data (a damaged chunk surfaces as codec-specific
+    exception types) as one ``DataError`` naming the store and ``what`` was being read."""
+    try:
+        yield
+    except NeurofitError:
+        raise
+    except Exception as err:
+        raise DataError(f"{path}: {what} cannot be read, the store is damaged ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else ''})") from None
+
+
+def check_chunks(path: str | os.PathLike, name: str) -> None:
+    """Every chunk of every array of recording ``name`` is present (zarr would read a missing chunk as its
+    fill value, e.g. turn lost ``stimulus_id`` values into repeats of one stimulus)."""
+    with reading(path, f"recording {name!r}"):
+        group = zarr.open_group(str(path), mode="r")[name]
+        for key, array in group.arrays():
+            if array.nchunks_initialized < array.nchunks:
+                raise DataError(f"{path}: recording {name!r}: {key} is missing "
+                                f"{array.nchunks - array.nchunks_initialized} of its {array.nchunks} chunks "
+                                "(the store is damaged)")
+
+
 def open_recording(path: str | os.PathLike, name: str, validate_values: bool = False) -> xr.Dataset:
-    """Open one recording lazily (no data read until indexed)."""
+    """Open one recording lazily (no data read until indexed), checking its structure and that no chunk is
+    missing; ``validate_values`` also scans responses and inputs for NaN where they were recorded."""
     names = list_recordings(path)
     if name not in names:
         raise DataError(f"{path}: no recording {name!r} (has {names})")
@@ -209,7 +239,9 @@ def open_recording(path: str | os.PathLike, name: str, validate_values: bool = F
         ds = xr.open_zarr(str(path), group=name, consolidated=False, chunks=None)
     except Exception as err:
         raise DataError(f"{path}: recording {name!r} cannot be read ({type(err).__name__}: {err})") from None
-    validate(ds, f"{path}:{name}", check_values=validate_values)
+    check_chunks(path, name)
+    with reading(path, f"recording {name!r}"):
+        validate(ds, f"{path}:{name}", check_values=validate_values)
     return ds
 
 

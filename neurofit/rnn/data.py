@@ -10,6 +10,7 @@ each have units). Problems raise ``DataError`` naming the file.
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,13 @@ def load_rnn_data(path: str | os.PathLike, normalize: str = "max", recording: st
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
-    raw = _read_npz(path) if path.suffix == ".npz" else _read_store(path, recording)
+    if path.suffix == ".npz":
+        raw = _read_npz(path)
+    else:
+        from neurofit.data.store import reading
+
+        with reading(path, "the recording"):
+            raw = _read_store(path, recording)
     rates, regions, dt, inputs, channels, region_names, unit_ids = raw
     source = str(path)
     if rates.ndim == 2:
@@ -145,6 +152,8 @@ def load_rnn_data(path: str | os.PathLike, normalize: str = "max", recording: st
     missing = [n for n in (region_names or ()) if n not in present]
     if missing:
         raise DataError(f"{source}: region(s) {missing} have no units")
+    if np.ptp(rates) == 0:
+        raise DataError(f"{source}: rates are constant ({rates.flat[0]:g} everywhere), nothing to fit")
     regions = np.asarray([str(r) for r in regions])
     norm = make_normalization(rates, regions, normalize, source)
     return RNNData(rates=norm.apply(rates).astype(np.float32), regions=regions, region_names=present, dt=float(dt),
@@ -169,18 +178,33 @@ def _check_inputs(inputs: np.ndarray | None, shape: tuple[int, ...], source: str
 def _read_npz(path: Path) -> tuple:
     try:
         npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable npz ({err})") from None
-    with npz:
-        missing = [k for k in ("rates", "regions", "dt") if k not in npz.files]
-        if missing:
-            raise DataError(f"{path}: missing array(s) {missing} (has {npz.files})")
-        inputs = npz["inputs"] if "inputs" in npz.files else None
-        channels = (tuple(str(c) for c in npz["input_channels"]) if "input_channels" in npz.files
-                    else tuple(f"input_{i}" for i in range(0 if inputs is None else inputs.shape[-1])))
-        names = tuple(str(n) for n in npz["region_names"]) if "region_names" in npz.files else None
-        return (np.asarray(npz["rates"], dtype=np.float64), np.asarray(npz["regions"]).astype(str),
-                float(npz["dt"]), inputs, channels, names, None)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: not a readable npz ({type(err).__name__}: {err})") from None
+    try:
+        with npz:
+            missing = [k for k in ("rates", "regions", "dt") if k not in npz.files]
+            if missing:
+                raise DataError(f"{path}: missing array(s) {missing} (has {npz.files})")
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # a damaged member, or object arrays
+        raise DataError(f"{path}: cannot read its arrays ({type(err).__name__}: {err})") from None
+    inputs = _numeric(arrays, "inputs", path) if "inputs" in arrays else None
+    channels = (tuple(str(c) for c in arrays["input_channels"]) if "input_channels" in arrays
+                else tuple(f"input_{i}" for i in range(0 if inputs is None else inputs.shape[-1])))
+    names = tuple(str(n) for n in arrays["region_names"]) if "region_names" in arrays else None
+    dt = _numeric(arrays, "dt", path)
+    if dt.ndim != 0 and dt.size != 1:
+        raise DataError(f"{path}: dt must be one number (seconds per sample), got shape {dt.shape}")
+    return (_numeric(arrays, "rates", path), np.asarray(arrays["regions"]).astype(str), float(dt.reshape(())),
+            inputs, channels, names, None)
+
+
+def _numeric(arrays: dict[str, np.ndarray], key: str, path: Path) -> np.ndarray:
+    """A numeric array of the npz as float64; text or other non-numeric dtypes are refused, not parsed."""
+    a = arrays[key]
+    if a.dtype.kind not in "biuf":
+        raise DataError(f"{path}: {key} must be numeric, got dtype {a.dtype}")
+    return np.asarray(a, dtype=np.float64)
 
 
 def _read_store(path: Path, recording: str | None) -> tuple:

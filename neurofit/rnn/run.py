@@ -9,6 +9,7 @@ and renamed into place, so an interrupted run never leaves a half-written file.
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ def currents_run(run: str | os.PathLike) -> Path:
     try:
         with np.load(run / "fit.npz") as saved:
             rates, data_rates, exog = saved["model_rates"], saved["data_rates"], saved["exog"]
-    except (OSError, ValueError, KeyError, EOFError) as err:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"{run / 'fit.npz'}: damaged ({type(err).__name__}: {err})") from None
     exog_t = torch.as_tensor(exog) if exog.shape[-1] else None
     ds = decompose(model, torch.as_tensor(rates), exog_t)

@@ -15,9 +15,9 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 
-from neurofit.config import ExperimentConfig, load_config, save_config
+from neurofit.config import ExperimentConfig, experiment_from_data, load_config, save_config
 from neurofit.data.datamodule import NeuralDataModule
-from neurofit.errors import ConfigError, TrainingError
+from neurofit.errors import ConfigError, DataError, TrainingError
 from neurofit.io import write_json
 from neurofit.rundir import RunDir
 from neurofit.training.callbacks import AtomicCheckpointIO, save_init_checkpoint
@@ -66,9 +66,9 @@ def fit(data: str | os.PathLike, config: str | os.PathLike, out: str | os.PathLi
     replace_early = run.check_new(resume) if owner else False
     last = run.file("checkpoints/last.ckpt")
     ckpt = last if resume and last.exists() else None
-    if ckpt is not None and owner:
-        run.read_checkpoint("last")  # a damaged checkpoint is reported before config.yaml is rewritten
     cfg = _run_config(run, config, data, seed, resume, overrides)
+    if ckpt is not None and owner:  # a damaged checkpoint is reported before config.yaml is rewritten
+        _check_matches(run, cfg, run.read_checkpoint("last"))
     if max_epochs is not None:
         if max_epochs < 1:
             raise ConfigError(f"--max-epochs {max_epochs}: must be >= 1")
@@ -113,6 +113,18 @@ def _run_config(run: RunDir, config: str | os.PathLike, data: str | os.PathLike,
         raise ConfigError(f"{saved}: --set {' '.join(overrides)} differs from the config of the run being "
                           "resumed (a resumed run keeps its config; only --max-epochs may change)")
     return cfg
+
+
+def _check_matches(run: RunDir, cfg: ExperimentConfig, checkpoint: dict) -> None:
+    """The saved config is the one the checkpoint was trained with (a damaged or edited config.yaml would
+    otherwise build a different model and fail deep inside the restore)."""
+    try:
+        trained = experiment_from_data(checkpoint["hyper_parameters"]["config"], "checkpoint")
+    except (ConfigError, KeyError, TypeError) as err:
+        raise DataError(f"{run.file('checkpoints/last.ckpt')}: holds no usable config ({err})") from None
+    if _identity(trained) != _identity(cfg):
+        raise DataError(f"{run.file('config.yaml')}: differs from the config in checkpoints/last.ckpt (edited or "
+                        "damaged?); restore it, or fit a new run")
 
 
 def _identity(cfg: ExperimentConfig) -> dict:

@@ -12,16 +12,18 @@ from neurofit.io import atomic_path
 
 
 def logged_rows(path: Path, checkpoint: Path) -> tuple[list[dict[str, str]], list[str]]:
-    """Rows of an earlier session's ``metrics.csv`` up to the step ``checkpoint`` was saved at (rows an
-    interrupted session logged after its last checkpoint are trained again, so they are dropped), and the
-    file's columns. Nothing when the file does not exist."""
+    """Rows of an earlier session's ``metrics.csv`` logged before the step ``checkpoint`` was saved at, and
+    the file's columns. Rows an interrupted session logged after its last checkpoint are trained again, so
+    they are dropped; that includes rows at the checkpoint's own step, which Lightning logs as the next
+    epoch starts (its learning rate and first loss), while the checkpointed epoch's validation row carries
+    the step before. Nothing when the file does not exist."""
     if not path.exists():
         return [], []
     # mmap: only the step counter is read, not the weights into memory
     step = int(torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["global_step"])
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
-        rows = [row for row in reader if not row.get("step") or int(float(row["step"])) <= step]
+        rows = [row for row in reader if not row.get("step") or int(float(row["step"])) < step]
         return rows, list(reader.fieldnames or [])
 
 

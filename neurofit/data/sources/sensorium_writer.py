@@ -40,8 +40,9 @@ import xarray as xr
 
 from neurofit.data.recording import RESPONSES_REQUIRED_TIERS, SENSORIUM_BEHAVIOR_CHANNELS, is_video
 from neurofit.data.sources.sensorium import DYNAMIC_BEHAVIOR_CHANNELS
-from neurofit.data.store import atomic_dir, list_recordings, open_recording
+from neurofit.data.store import atomic_dir, list_recordings, open_recording, reading
 from neurofit.errors import DataError
+from neurofit.io import check_output_location
 
 #: Target float32 bytes of one block of trials read from the store at a time.
 BLOCK_BYTES = 64 * 2**20
@@ -75,8 +76,10 @@ def _export(store_path: str | os.PathLike, out_dir: str | os.PathLike, trees: di
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: already exists and is not empty")
-    datasets = {name: open_recording(store_path, name) for name in trees}
-    with atomic_dir(out) as tmp:
+    check_output_location(out)
+    # Values are checked first: the converter would refuse a tree with NaN where responses were recorded.
+    datasets = {name: open_recording(store_path, name, validate_values=True) for name in trees}
+    with atomic_dir(out) as tmp, reading(store_path, "the store"):
         for name, ds in datasets.items():
             _write_tree(ds, tmp / trees[name], pad_to, f"{store_path}: recording {name!r}")
     return [out / trees[name] for name in trees]
@@ -92,12 +95,8 @@ def _write_tree(ds: xr.Dataset, root: Path, pad_to: int | None, label: str) -> N
     tiers = ds["tier"].values.astype(str)
     mask = (ds["response_mask"].values if "response_mask" in ds.data_vars
             else np.ones(ds["responses"].shape[:-1], dtype=bool))
+    # validate() already refused trials of RESPONSES_REQUIRED_TIERS with nothing recorded
     recorded = mask.reshape(len(tiers), -1).any(axis=1)
-    empty = ~recorded & np.isin(tiers, RESPONSES_REQUIRED_TIERS)
-    if empty.any():
-        trial = int(np.flatnonzero(empty)[0])
-        raise DataError(f"{label}: trial {trial} (tier '{tiers[trial]}') has no recorded responses, which the "
-                        f"SENSORIUM layout requires in tiers {list(RESPONSES_REQUIRED_TIERS)}")
     withheld = ~recorded | ~np.isin(tiers, RESPONSES_REQUIRED_TIERS)
     lengths, frames = None, None
     if video:
