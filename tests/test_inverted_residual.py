@@ -49,17 +49,6 @@ def test_shapes_follow_the_stem_stride(stride, plane):
         assert penalty.dim() == 0 and penalty > 0
 
 
-def test_output_at_frame_t_ignores_later_frames():
-    core = _video_core().eval()  # batch norm in training mode pools statistics over all frames
-    x = _video()
-    changed = x.clone()
-    changed[:, :, 5:] = torch.randn_like(changed[:, :, 5:]) * 3
-    with torch.no_grad():
-        a, b = core(x), core(changed)
-    assert torch.equal(a[:, :5], b[:, :5])
-    assert (a[:, 5:] - b[:, 5:]).abs().max() > 1e-3  # and later frames do see the change
-
-
 def test_videos_of_a_batch_stay_apart():
     """The blocks fold videos and frames into one batch; no video's output depends on another's frames."""
     core = _video_core().eval()
@@ -68,22 +57,6 @@ def test_videos_of_a_batch_stay_apart():
         together = core(x)
         alone = core(x[1:2])
     torch.testing.assert_close(together[1:2], alone, rtol=1e-5, atol=1e-6)
-
-
-def test_chunks_with_carried_state_equal_the_whole_video():
-    core = _video_core(temporal_kernel=4, input_stride=2).eval()
-    x = _video(frames=11)
-    with torch.no_grad():
-        whole, _ = core.forward_chunk(x)
-        state, parts = None, []
-        for frames in (slice(0, 4), slice(4, 5), slice(5, 11)):  # a chunk shorter than the temporal context too
-            out, state = core.forward_chunk(x[:, :, frames], state)
-            parts.append(out)
-        with core.carry_state():
-            carried = torch.cat([core(x[:, :, s:s + 3]) for s in range(0, 11, 3)], dim=1)
-    assert len(state) == 2 and state[0].shape == (2, 12, 3, 4, 5)  # (B, expansion * C, kt - 1, H', W')
-    torch.testing.assert_close(torch.cat(parts, dim=1), whole, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(carried, whole, rtol=1e-5, atol=1e-5)
 
 
 def test_drop_path_drops_whole_samples_in_training_only():

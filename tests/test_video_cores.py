@@ -23,6 +23,8 @@ SMALL = {
     "gru": {"frontend": SMALL_FRONT, "hidden_channels": 5},
     "ctrnn": {"frontend": SMALL_FRONT, "hidden_size": 10, "tau": 2.0, "preact_noise": 0.1},
     "conv3d": {"channels": 4, "layers": 2, "input_kernel": 3, "hidden_kernel": 3, "temporal_kernel": 3},
+    "dwise_video": {"channels": 6, "blocks": 2, "input_kernel": 3, "kernel": 3, "expansion": 2, "se_ratio": 0.5,
+                    "temporal_kernel": 4},
 }
 
 
@@ -76,7 +78,7 @@ def test_frame_conv_is_the_3d_convolution(taps, groups, stride):
         FrameConv3d(3, 6, (taps, 5, 5), padding=1)
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(STRIDED))
 def test_strided_depthwise_front_ends_halve_the_plane_and_stay_causal_in_chunks(name):
     torch.manual_seed(0)
     options = {**SMALL[name], **STRIDED[name]}
