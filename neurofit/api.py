@@ -107,6 +107,14 @@ def load(run: str | os.PathLike, checkpoint: str = "best") -> FittedRun:
     return FittedRun(run, checkpoint)
 
 
+def ensemble(runs: Sequence[str | os.PathLike], out: str | os.PathLike, name: str = "ensemble") -> FittedRun:
+    """The run that averages the predictions of ``runs`` (same store, recordings and neurons), written to
+    ``out`` (``neurofit ensemble``); evaluate and compare it like any run."""
+    from neurofit.ensemble import make_ensemble
+
+    return FittedRun(make_ensemble(runs, out, name))
+
+
 def compare(runs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None, *,
             evaluate_missing: bool = True, alpha: float = 0.05, clusters: int = 5) -> xr.Dataset:
     """Compare runs grouped by config name (see ``neurofit.analysis.compare.compare_runs`` for the

@@ -1,10 +1,11 @@
-"""Load a fitted run directory: its config, recording specs and a predictor (encoder or ridge)."""
+"""Load a fitted run directory: its config, recording specs and a predictor (encoder, ridge, or an ensemble
+of member runs)."""
 
 from __future__ import annotations
 
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +19,15 @@ from neurofit.rundir import RunDir
 
 @dataclass
 class Run:
-    """A fitted run. ``encoder`` is the torch model for encoder runs (None for ridge)."""
+    """A fitted run. ``encoder`` is the torch model of encoder runs, ``ridge`` the predictor of ridge runs,
+    ``members`` the runs an ensemble averages (the other two None)."""
 
     path: Path
     config: ExperimentConfig
     specs: dict[str, RecordingSpec]
     encoder: torch.nn.Module | None
     ridge: object | None
+    members: list[Run] = field(default_factory=list)
 
     @property
     def data_path(self) -> Path:
@@ -37,6 +40,9 @@ class Run:
         stimulus (trial, [frame,] H, W), behaviour (trial, [frame,] C), pupil (trial, [frame,] 2)."""
         if recording not in self.specs:
             raise DataError(f"{self.path}: the run has no recording {recording!r} (has {list(self.specs)})")
+        if self.members:  # the mean rate of the members, in recording units
+            return np.mean([m.predict(recording, stimulus, behavior, pupil_center, batch_size)
+                            for m in self.members], axis=0)
         if self.ridge is not None:
             return self.ridge.predict(recording, stimulus, behavior, pupil_center)
         device = next(self.encoder.parameters()).device
@@ -61,6 +67,8 @@ def load_run(path: str | os.PathLike, checkpoint: str = "best") -> Run:
         specs = {s["name"]: RecordingSpec.from_dict(s) for s in raw_specs}
     except (TypeError, KeyError, ValueError) as err:
         raise DataError(f"{rundir.file('specs.json')}: not a list of recording specs ({err})") from None
+    if config.type == "ensemble":
+        return Run(path, config, specs, None, None, [load_run(m, checkpoint) for m in config.model.members])
     if config.type == "ridge":
         from neurofit.models.ridge import RidgePredictor
 

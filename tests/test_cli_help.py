@@ -5,8 +5,8 @@ import pytest
 from neurofit.cli import main
 
 COMMANDS = [[], ["simulate"], ["simulate", "v1"], ["simulate", "regions"], ["convert"], ["convert", "sensorium"],
-            ["convert", "nwb"], ["export"], ["export", "sensorium"], ["fit"], ["evaluate"], ["attention"],
-            ["compare"], ["sweep"], ["rnn"], ["rnn", "fit"], ["rnn", "currents"]]
+            ["convert", "nwb"], ["export"], ["export", "sensorium"], ["fit"], ["evaluate"], ["ensemble"],
+            ["attention"], ["compare"], ["sweep"], ["rnn"], ["rnn", "fit"], ["rnn", "currents"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "neurofit")

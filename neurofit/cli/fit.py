@@ -63,15 +63,16 @@ def _fit(args: argparse.Namespace) -> int:
               strategy=args.strategy, logger=args.logger, resume=args.resume, overrides=args.overrides)
     print(f"fitted {out}")
     if args.evaluate:
-        return _print_evaluation(str(out), None, "test", figures=True)
+        return print_evaluation(str(out), None, "test", figures=True)
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    return _print_evaluation(args.run, args.data, args.tier, figures=not args.no_figures)
+    return print_evaluation(args.run, args.data, args.tier, figures=not args.no_figures)
 
 
-def _print_evaluation(run: str, data: str | None, tier: str, figures: bool) -> int:
+def print_evaluation(run: str, data: str | None, tier: str, figures: bool) -> int:
+    """Evaluate ``run`` and print the metrics table (the shared tail of fit --evaluate and evaluate)."""
     from neurofit.evaluation import evaluate, format_table
 
     metrics = evaluate(run, data, tier, figures=figures)

@@ -15,6 +15,7 @@ from neurofit.config.schema import (
     Component,
     CoreSpec,
     DataConfig,
+    EnsembleSpec,
     EvaluationConfig,
     ExperimentConfig,
     InteractionSpec,
@@ -29,7 +30,8 @@ from neurofit.config.schema import (
 from neurofit.config.typed import Context, Sources, convert, from_data, to_data
 from neurofit.errors import ConfigError
 
-TYPES = ("encoder", "ridge")
+#: The model section's schema for each config type.
+MODEL_SCHEMAS = {"encoder": ModelConfig, "ridge": RidgeSpec, "ensemble": EnsembleSpec}
 
 
 def experiment_from_data(data: dict[str, Any], origin: str, sources: Sources | None = None,
@@ -38,13 +40,14 @@ def experiment_from_data(data: dict[str, Any], origin: str, sources: Sources | N
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: a config must be a mapping of sections, got {type(data).__name__}")
     kind = data.get("type", "encoder")
-    if kind not in TYPES:
-        raise ConfigError(f"{origin}: type: must be one of {list(TYPES)}, got {kind!r}")
-    defaults = ExperimentConfig(name=name, model=ModelConfig() if kind == "encoder" else RidgeSpec.default())
+    if kind not in MODEL_SCHEMAS:
+        raise ConfigError(f"{origin}: type: must be one of {list(MODEL_SCHEMAS)}, got {kind!r}")
+    schema = MODEL_SCHEMAS[kind]
+    defaults = ExperimentConfig(name=name, model=schema.default() if hasattr(schema, "default") else schema())
     merged = deep_merge(defaults.to_data(), data, {}, "")
     model_data = merged.pop("model")
     cfg = from_data(ExperimentConfig, merged, origin, sources)
-    cfg.model = convert(ModelConfig if kind == "encoder" else RidgeSpec, model_data, origin, ("model",), sources)
+    cfg.model = convert(schema, model_data, origin, ("model",), sources)
     return cfg
 
 
@@ -66,7 +69,8 @@ def save_config(cfg: ExperimentConfig, path: str | os.PathLike) -> None:
     save_yaml(cfg.to_data(), path)
 
 
-__all__ = ["Component", "ConfigError", "Context", "CoreSpec", "DataConfig", "EvaluationConfig", "ExperimentConfig",
+__all__ = ["Component", "ConfigError", "Context", "CoreSpec", "DataConfig", "EnsembleSpec", "EvaluationConfig",
+           "ExperimentConfig",
            "InteractionSpec", "ModelConfig", "ModulatorSpec", "ReadoutSpec", "RegularizationConfig", "RidgeSpec",
            "ShifterSpec", "TrainingConfig", "experiment_from_data", "load_config", "model_from_data",
            "save_config", "to_data"]

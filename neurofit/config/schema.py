@@ -166,6 +166,14 @@ class RidgeSpec(Options):
 
 
 @dataclass
+class EnsembleSpec:
+    """The ``model`` section of a ``type: ensemble`` run (``neurofit ensemble``): the member run directories
+    (absolute paths) whose predictions it averages."""
+
+    members: list[str] = field(default_factory=list)
+
+
+@dataclass
 class DataConfig:
     """``data``: which store and how batches are drawn from it.
 
@@ -278,14 +286,15 @@ class EvaluationConfig:
 
 @dataclass
 class ExperimentConfig:
-    """A complete ``neurofit fit`` config; ``model`` is a ModelConfig for ``type: encoder`` and a RidgeSpec
-    for ``type: ridge``. ``extends`` composes files; it is resolved away before this is built."""
+    """A complete ``neurofit fit`` config; ``model`` is a ModelConfig for ``type: encoder``, a RidgeSpec for
+    ``type: ridge`` and an EnsembleSpec for the runs ``neurofit ensemble`` writes. ``extends`` composes files;
+    it is resolved away before this is built."""
 
     name: str
-    type: Literal["encoder", "ridge"] = "encoder"
+    type: Literal["encoder", "ridge", "ensemble"] = "encoder"
     description: str = ""
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig | RidgeSpec = field(default_factory=ModelConfig)
+    model: ModelConfig | RidgeSpec | EnsembleSpec = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
