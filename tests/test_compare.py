@@ -110,7 +110,8 @@ def test_report_files(two_architectures, tmp_path):
     assert float(rows[2]["single_trial_correlation"]) == pytest.approx(
         float(ds["single_trial_correlation"].sel(architecture="a", recording="overall")))
     page = paths["report.html"].read_text()
-    assert page.count("data:image/png;base64,") == 1 and "<table>" in page
+    assert page.count("data:image/png;base64,") == 2 and "<table>" in page  # comparison, gain by reliability
+    assert "Gain per neuron by reliability" in md and paths["gain_vs_reliability.png"].stat().st_size > 10_000
     assert not re.search(r'src="(?!data:)', page)  # self-contained: no external images
     assert paths["comparison.png"].stat().st_size > 10_000
 

@@ -339,9 +339,11 @@ def compare_runs(paths: list[str | os.PathLike], *, evaluate_missing: bool = Tru
     ``summary_table`` variables, the ``paired_tests`` variables, ``neuron_single_trial_correlation``
     (architecture, neuron) and the embedding consistency of ``neurofit.analysis.embeddings``
     (``embedding_ari``, ``embedding_similarity``, ``embedding_similarity_shuffled`` over architecture;
-    ``embedding_similarity_neuron`` over (architecture, neuron)). attrs: ``tier``, ``alpha``, ``clusters``,
-    ``runs``."""
+    ``embedding_similarity_neuron`` over (architecture, neuron)) and the gain of every pair against neuron
+    reliability (``neurofit.analysis.reliability``, over (pair, reliability_bin)). attrs: ``tier``,
+    ``alpha``, ``clusters``, ``runs``."""
     from neurofit.analysis.embeddings import architecture_consistency
+    from neurofit.analysis.reliability import gain_by_reliability
 
     check_report_options(alpha, clusters)
 
@@ -353,8 +355,9 @@ def compare_runs(paths: list[str | os.PathLike], *, evaluate_missing: bool = Tru
     neuron_r = neuron_correlations(groups)
     consistency = architecture_consistency({a: [r.path for r in runs] for a, runs in groups.items()},
                                            neuron_r, clusters=clusters)
-    ds = xr.merge([summary_table(groups), paired_tests(groups, neuron_r, alpha), neuron_r, consistency],
-                  combine_attrs="drop")
+    oracle = next(iter(groups.values()))[0].neurons["oracle_correlation"].values  # same order as neuron_r
+    ds = xr.merge([summary_table(groups), paired_tests(groups, neuron_r, alpha), neuron_r, consistency,
+                   gain_by_reliability(neuron_r, oracle)], combine_attrs="drop")
     ds.attrs.update(tier=results[0].metrics["tier"], alpha=alpha, clusters=clusters,
                     runs=[str(r.path) for r in results])
     return ds

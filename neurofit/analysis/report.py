@@ -84,11 +84,27 @@ def tests_table(ds: xr.Dataset) -> Table:
     return title, header, rows
 
 
+def reliability_table(ds: xr.Dataset) -> Table:
+    """One row per pair: mean gain in each reliability bin (95% bootstrap band) and the rank test of the trend."""
+    bins = [f"oracle r {float(lo):.2f}-{float(hi):.2f}" for lo, hi in
+            zip(ds["reliability_bin_low"].values, ds["reliability_bin_high"].values)]
+    header = ["comparison", *bins, "Spearman rho (gain, oracle r)", "p"]
+    rows = []
+    for pair in ds["pair"].values:
+        t = ds.sel(pair=pair)
+        cells = [f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]" if np.isfinite(m) else "-" for m, lo, hi in
+                 zip(t["gain_mean"].values, t["gain_low"].values, t["gain_high"].values)]
+        rows.append([str(pair), *cells, fmt(float(t["gain_reliability_rho"])),
+                     fmt_p(float(t["gain_reliability_p"]))])
+    return ("Gain per neuron by reliability (Δr = B - A, neurons in equal-count bins of their oracle correlation; "
+            "rho > 0 with a small p: the gain grows with reliability)", header, rows)
+
+
 def tables(ds: xr.Dataset) -> list[Table]:
     """Every table of the report, as (title, header, rows of strings)."""
     out = [overall_table(ds), recording_table(ds)]
     if ds.sizes.get("pair", 0):
-        out.append(tests_table(ds))
+        out += [tests_table(ds), reliability_table(ds)]
     return out
 
 
@@ -180,11 +196,40 @@ def comparison_figure(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     return save_figure(fig, path)
 
 
-def to_html(ds: xr.Dataset, png: bytes) -> str:
-    """A self-contained HTML page: the tables and the figure inlined as a base64 PNG."""
+def reliability_figure(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Per pair of architectures: mean per-neuron gain in each reliability bin with its 95% bootstrap band."""
+    import matplotlib.pyplot as plt
+
+    from neurofit.io import save_figure
+
+    pairs = [str(p) for p in ds["pair"].values]
+    cols = min(len(pairs), 3)
+    rows = -(-len(pairs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    centres = (ds["reliability_bin_low"].values + ds["reliability_bin_high"].values) / 2
+    for ax, pair in zip(axes.ravel(), pairs):
+        t = ds.sel(pair=pair)
+        ax.fill_between(centres, t["gain_low"].values, t["gain_high"].values, alpha=0.3)
+        ax.plot(centres, t["gain_mean"].values, "o-")
+        ax.axhline(0, color="k", lw=0.8, ls="--")
+        ax.set(xlabel="oracle r (bin centre)", ylabel="Δ single-trial r",
+               title=f"{pair}\nrho = {float(t['gain_reliability_rho']):+.2f}, "
+                     f"p = {fmt_p(float(t['gain_reliability_p']))}")
+    for ax in axes.ravel()[len(pairs):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def to_html(ds: xr.Dataset, png: bytes, reliability_png: bytes | None = None) -> str:
+    """A self-contained HTML page: the tables and the figures inlined as base64 PNGs."""
     esc = html.escape
-    body = [f"<h1>Architecture comparison ({esc(str(ds.attrs['tier']))} tier)</h1>",
-            f'<img alt="comparison figure" src="data:image/png;base64,{base64.b64encode(png).decode()}">']
+    figures = [("comparison figure", png)]
+    if reliability_png:
+        figures.append(("gain by reliability", reliability_png))
+    body = [f"<h1>Architecture comparison ({esc(str(ds.attrs['tier']))} tier)</h1>"]
+    body += [f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+             for alt, data in figures]
     for title, header, rows in tables(ds):
         body.append(f"<h2>{esc(title)}</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
         body.extend("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
@@ -212,5 +257,9 @@ def write_report(ds: xr.Dataset, out: str | os.PathLike) -> dict[str, Path]:
     if ds.sizes.get("pair", 0):
         paths["tests.csv"] = write_tests_csv(ds, out / "tests.csv")
     paths["comparison.png"] = comparison_figure(ds, out / "comparison.png")
-    atomic_write_text(paths["report.html"], to_html(ds, paths["comparison.png"].read_bytes()))
+    reliability_png = None
+    if ds.sizes.get("pair", 0):
+        paths["gain_vs_reliability.png"] = reliability_figure(ds, out / "gain_vs_reliability.png")
+        reliability_png = paths["gain_vs_reliability.png"].read_bytes()
+    atomic_write_text(paths["report.html"], to_html(ds, paths["comparison.png"].read_bytes(), reliability_png))
     return paths
