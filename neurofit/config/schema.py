@@ -206,7 +206,8 @@ def _default_readout() -> ReadoutSpec:
 @dataclass
 class ModelConfig:
     """``model`` of an encoder: core -> per-recording readout, behaviour modulator (gain), shifter (eye
-    position), interaction layers, output nonlinearity. modulator/shifter null disables them."""
+    position), interaction layers, output nonlinearity. modulator/shifter null disables them; output_scale
+    adds a learned gain per neuron after the nonlinearity (starting at 1)."""
 
     core: CoreSpec = field(default_factory=_default_core)
     readout: ReadoutSpec = field(default_factory=_default_readout)
@@ -214,6 +215,19 @@ class ModelConfig:
     shifter: ShifterSpec | None = field(default_factory=ShifterSpec.default)
     interactions: list[InteractionSpec] = field(default_factory=list)
     output: Literal["elu1", "softplus"] = "elu1"
+    output_scale: bool = False
+
+
+@dataclass
+class CutMixConfig:
+    """``training.cutmix``: with ``probability`` per training batch, paste a box of another trial's stimulus
+    (the same box on every frame of a video) into each trial and mix the targets by area,
+    r = lam r_a + (1 - lam) r_b with lam ~ Beta(alpha, alpha) the area kept (Yun et al. 2019; the SENSORIUM 2023
+    winner reports a gain from it). Unlike a shift or flip of the image, it keeps every receptive field where
+    it is. Behaviour and eye position stay the trial's own."""
+
+    probability: float = field(default=0.0, metadata=check(ge=0, le=1))
+    alpha: float = field(default=1.0, metadata=check(gt=0))
 
 
 @dataclass
@@ -235,7 +249,8 @@ class TrainingConfig:
         lr, weight_decay: AdamW. patience, min_delta: early stopping on validation correlation.
         scheduler: ``plateau`` (decay by lr_decay_factor after lr_patience stalled validations), ``step``
             (after each epoch in lr_milestones) or ``cosine`` (warm-up over warmup_epochs, then cosine decay).
-        regularization: penalty weights. precision: Lightning precision. ema_decay: validate, checkpoint and
+        regularization: penalty weights. cutmix: stimulus mixing augmentation (CutMixConfig).
+        precision: Lightning precision. ema_decay: validate, checkpoint and
             analyse a moving average of the weights (e.g. 0.999), null for the trained weights.
         skip_frames: burn-in frames per video trial without loss. tbptt_frames: truncated BPTT chunk (video
             cores; 0 trains whole trials). gradient_clip_val: norm clip (null: none). deterministic: torch
@@ -254,6 +269,7 @@ class TrainingConfig:
     lr_milestones: list[int] = field(default_factory=list, metadata=check(ge=1))
     warmup_epochs: float = field(default=0.0, metadata=check(ge=0))
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    cutmix: CutMixConfig = field(default_factory=CutMixConfig)
     precision: PRECISIONS = "32-true"
     ema_decay: float | None = field(default=None, metadata=check(gt=0, lt=1))
     skip_frames: int = field(default=0, metadata=check(ge=0))

@@ -68,6 +68,9 @@ class Encoder(nn.Module):
         self.core = build_core(model_cfg.core, 1)
         readout = model_cfg.readout
         self.output_name = model_cfg.output
+        # log of a per-neuron gain after the nonlinearity, 0 at the start: the plain model is the start
+        self.output_scales = nn.ParameterDict(
+            {s.name: nn.Parameter(torch.zeros(s.n_neurons)) for s in specs} if model_cfg.output_scale else {})
         self.readouts = nn.ModuleDict()
         self.modulators = nn.ModuleDict()
         self.shifters = nn.ModuleDict()
@@ -168,6 +171,8 @@ class Encoder(nn.Module):
         if layers is not None:
             drive = layers.before_output(drive, out.features, embedding)
         rate = OUTPUTS[self.output_name](drive)
+        if recording in self.output_scales:
+            rate = rate * self.output_scales[recording].exp()
         if gain is not None:
             rate = rate * gain
         if layers is not None:

@@ -16,6 +16,7 @@ from neurofit.errors import ConfigError, TrainingError
 from neurofit.metrics import correlation
 from neurofit.models.cores.video import VideoCore
 from neurofit.models.encoder import Encoder
+from neurofit.training.augment import cutmix
 from neurofit.training.losses import poisson_loss
 
 
@@ -115,6 +116,8 @@ class EncoderModule(L.LightningModule):
                                 "the checkpoint was not written")
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        if self.train_cfg.cutmix.probability:  # whole trials, before any chunking
+            batch = cutmix(batch, self.train_cfg.cutmix)
         if self.tbptt_frames:
             return self._tbptt_step(batch)
         loss = self._loss(batch, batch_mask(batch, self.skip_frames))
