@@ -87,8 +87,9 @@ def test_planted_structure_is_reported_end_to_end(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 2])  # seed 2 learned the least of seeds 0-2 with an earlier layer
 def test_attention_learns_cortical_locality(tmp_path, seed):
+    # The high-SNR statistics these thresholds were set on; calibrated noise hides the signed coupling.
     store = simulate_v1_store(tmp_path / "v1.zarr", recordings=1, neurons=150, seed=seed, train_images=2000,
-                              validation_images=200, **TEST_STIMULI)
+                              validation_images=200, preset="high-snr", **TEST_STIMULI)
     entry = _fit_and_map(store, tmp_path / "run", "attention", seed=seed, epochs=10,
                          overrides=[ATTENTION_WITHOUT_LOCALITY])
     untrained, truth = entry["untrained"], entry["truth_correlation"]

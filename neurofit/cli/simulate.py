@@ -16,6 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     v1.add_argument("--neurons", type=int, default=300, help="neurons per recording")
     v1.add_argument("--video", action="store_true", help="drifting 1/f movies at 30 Hz, responses per frame")
     v1.add_argument("--seed", type=int, default=0)
+    # The names are neurofit.data.simulate.v1_params.PRESETS (not imported here: it loads the data layer).
+    v1.add_argument("--preset", choices=("calibrated", "high-snr"), default="calibrated",
+                    help="statistics: calibrated to SENSORIUM 2022 noise and reliability (default), or high-snr, "
+                         "the far less noisy defaults before issue #17 (datasets/simulated_v1.md)")
     v1.add_argument("--overwrite", action="store_true", help="replace an existing store")
     v1.set_defaults(handler=_run_v1)
 
@@ -30,7 +34,7 @@ def _run_v1(args: argparse.Namespace) -> int:
     from neurofit.data.simulate.v1 import simulate_v1_store
 
     path = simulate_v1_store(args.out, recordings=args.recordings, neurons=args.neurons, video=args.video,
-                             seed=args.seed, overwrite=args.overwrite)
+                             seed=args.seed, preset=args.preset, overwrite=args.overwrite)
     print(f"wrote {path}")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,10 @@ class Behavior:
         """(T, 3) float32 in SENSORIUM order: pupil dilation, its derivative, running speed."""
         return np.stack([self.pupil_dilation, self.pupil_dilation_derivative, self.running_speed],
                         axis=1).astype(np.float32)
+
+    def take(self, index: np.ndarray) -> Behavior:
+        """The samples at ``index`` (T',), in that order; repeated indices hold a sample over several."""
+        return Behavior(**{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)})
 
     def log_gain(self, run_gain: np.ndarray, pupil_gain: np.ndarray) -> np.ndarray:
         """(T, N) multiplicative log-gain of N neurons with the given (N,) sensitivities."""

@@ -9,8 +9,10 @@ private calcium-event noise (``noise.py``), so reliabilities span a wide range.
 
 Test stimuli are the same for every mouse and repeated ``test_repeats`` times; train and validation stimuli
 differ per mouse. Trials are stored in presentation order, tiers interleaved, with behaviour drifting slowly
-across the session. ``stimulus_id``: test stimuli are 0 .. n_test - 1 in every mouse; the train/validation
-stimuli of mouse m are (m + 1) * 1e6 + k, unique across mice.
+across the session; by default (``hold_test_behavior``) the repeats of a test stimulus form one block that
+holds its first trial's behaviour, so the repeat-based oracle and FEVE are ceilings. ``stimulus_id``: test
+stimuli are 0 .. n_test - 1 in every mouse; the train/validation stimuli of mouse m are (m + 1) * 1e6 + k,
+unique across mice.
 
 The ``truth`` Dataset per recording has the noise-free expected ``rates`` (behaviour effects included),
 ``coupling`` and ``norm_pool`` (neuron, neuron_key), the RFs (``rf_center_px``, ``rf_filters`` ...),
@@ -59,7 +61,7 @@ L4_TOP_UM = 350.0
 
 
 def simulate_v1(recordings: int = 2, neurons: int = 300, video: bool = False, seed: int = 0,
-                **overrides) -> dict[str, tuple[xr.Dataset, xr.Dataset]]:
+                preset: str = "calibrated", **overrides) -> dict[str, tuple[xr.Dataset, xr.Dataset]]:
     """Simulate mouse-V1 recordings with ground truth.
 
     Args:
@@ -68,22 +70,24 @@ def simulate_v1(recordings: int = 2, neurons: int = 300, video: bool = False, se
         video: drifting movies with responses per frame instead of still images.
         seed: everything is a deterministic function of the seed (mouse m's data do not depend on how many
             recordings are simulated, nor its neurons on ``video``).
+        preset: name in ``PRESETS`` whose parameters to start from: ``calibrated`` (noise and reliability as in
+            SENSORIUM 2022) or ``high-snr`` (the far less noisy defaults before issue #17).
         overrides: fields of ``V1Params`` to change (unknown names or bad values raise ``ConfigError``).
     Returns:
         name -> (Recording, truth). Static: ``stimulus`` (trial, 36, 64), ``responses`` (trial, neuron);
         video: ``stimulus`` (trial, frame, 36, 64), ``responses`` (trial, frame, neuron).
     """
-    return dict(iter_v1(recordings, neurons, video, seed, **overrides))
+    return dict(iter_v1(recordings, neurons, video, seed, preset, **overrides))
 
 
 def simulate_v1_store(out: str | os.PathLike, *, recordings: int = 2, neurons: int = 300, video: bool = False,
-                      seed: int = 0, overwrite: bool = False, **overrides) -> Path:
+                      seed: int = 0, preset: str = "calibrated", overwrite: bool = False, **overrides) -> Path:
     """Simulate and write recordings "mouse0", "mouse1", ... (with ``truth`` groups) to a new zarr store.
 
     Recordings are simulated and written one at a time, so memory holds one mouse. The write is atomic.
     Returns the store path.
     """
-    recs = iter_v1(recordings, neurons, video, seed, **overrides)
+    recs = iter_v1(recordings, neurons, video, seed, preset, **overrides)
     with StoreWriter(out, overwrite=overwrite) as writer:
         for name, (ds, truth) in recs:
             writer.add(name, ds, truth=truth)
@@ -91,12 +95,12 @@ def simulate_v1_store(out: str | os.PathLike, *, recordings: int = 2, neurons: i
 
 
 def iter_v1(recordings: int = 2, neurons: int = 300, video: bool = False, seed: int = 0,
-            **overrides) -> Iterator[tuple[str, tuple[xr.Dataset, xr.Dataset]]]:
+            preset: str = "calibrated", **overrides) -> Iterator[tuple[str, tuple[xr.Dataset, xr.Dataset]]]:
     """Like ``simulate_v1`` but yields (name, (recording, truth)) one mouse at a time.
 
     Arguments are checked now, before the first mouse is simulated.
     """
-    params = V1Params.with_overrides(**overrides)
+    params = V1Params.with_overrides(preset, **overrides)
     for label, value, low in (("recordings", recordings, 1), ("neurons", neurons, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ConfigError(f"simulate v1: {label}={value!r} must be an integer >= {low}")
@@ -153,12 +157,8 @@ def _simulate_mouse(m: int, neurons: int, video: bool, seed: int, p: V1Params, m
     n_train, n_val = (p.train_movies, p.validation_movies) if video else (p.train_images, p.validation_images)
     n_own, n_test = n_train + n_val, len(test)
     own = _stimuli(stim_rng, n_own, p, video)
-    # Presentation order: train, validation and test repeats interleaved at random over the session.
-    which = np.concatenate([np.arange(n_own), n_own + np.repeat(np.arange(n_test), p.test_repeats)])
-    order = stim_rng.permutation(len(which))
-    which = which[order]
-    tier = np.concatenate([np.repeat(["train", "validation"], [n_train, n_val]),
-                           np.full(n_test * p.test_repeats, "test")])[order]
+    which, shown = _presentation_order(stim_rng, n_own, n_test, p)
+    tier = np.where(which < n_train, "train", np.where(which < n_own, "validation", "test"))
     stimulus_id = np.where(which < n_own, (m + 1) * ID_BLOCK + which, which - n_own).astype(np.int64)
     stimulus = _gather(own, test, which)
     n_trials = len(which)
@@ -166,6 +166,7 @@ def _simulate_mouse(m: int, neurons: int, video: bool, seed: int, p: V1Params, m
     dt_s = 1.0 / p.frame_rate_hz if video else p.trial_interval_s
     lead = (n_trials, p.frames) if video else (n_trials,)
     beh = session_behavior(np.random.default_rng(behavior_ss), int(np.prod(lead)), dt_s, p)
+    beh = beh.take((shown[:, None] * p.frames + np.arange(p.frames)).ravel() if video else shown)
     frames = stimulus.reshape(-1, p.height, p.width)
     linear = linear_responses(frames, beh.eye_shift_px, pop.filters, p.mean_luminance)
     if video:
@@ -196,6 +197,22 @@ def _simulate_mouse(m: int, neurons: int, video: bool, seed: int, p: V1Params, m
         attrs={"seed": seed, "mouse_index": m},
     )
     return ds, _truth(ds, pop, rates, gain, beh, lead, p, seed, video)
+
+
+def _presentation_order(rng: np.random.Generator, n_own: int, n_test: int,
+                        p: V1Params) -> tuple[np.ndarray, np.ndarray]:
+    """Trials in presentation order over one session.
+
+    Returns per trial the stimulus index (< n_own: the mouse's own train/validation stimuli, else n_own + test
+    index) and the trial whose behaviour it shows: itself, or with ``hold_test_behavior`` the first trial of its
+    block of test repeats. Own stimuli and test repeats (or whole test blocks) are interleaved at random.
+    """
+    if not p.hold_test_behavior:
+        which = np.concatenate([np.arange(n_own), n_own + np.repeat(np.arange(n_test), p.test_repeats)])
+        return which[rng.permutation(len(which))], np.arange(len(which))
+    unit = rng.permutation(n_own + n_test)
+    size = np.where(unit < n_own, 1, p.test_repeats)
+    return np.repeat(unit, size), np.repeat(np.cumsum(size) - size, size)
 
 
 def _gather(own: np.ndarray, test: np.ndarray, which: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Parameters of the mouse-V1 digital twin, all in one frozen dataclass with units in the field names/docs."""
+"""Parameters of the mouse-V1 digital twin, all in one frozen dataclass with units in the field names/docs, and
+named presets of them (``PRESETS``; datasets/simulated_v1.md gives the calibration and its sources)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from neurofit.errors import ConfigError
 
 @dataclass(frozen=True)
 class V1Params:
-    """Every knob of the simulated mouse V1 (defaults give the embedded benchmark dataset).
+    """Every knob of the simulated mouse V1 (defaults: the ``calibrated`` preset, the embedded benchmark dataset).
 
     Screen geometry is in pixels of the 36 x 64 SENSORIUM-sized stimulus, cortex in micrometres, time in
     seconds or frames, responses in arbitrary units like deconvolved calcium traces. Pairs ``(low, high)``
@@ -43,6 +44,10 @@ class V1Params:
     """Video mode: frame rate, Hz."""
     trial_interval_s: float = 0.9
     """Static mode: time between image onsets (500 ms image + blank), seconds; sets how fast behaviour drifts."""
+    hold_test_behavior: bool = True
+    """Show the repeats of each test image (movie) back to back as one block and hold behaviour (running, pupil,
+    eye position) at the block's first trial (movie: frame by frame), so that repeats differ only by noise and
+    the repeat-based oracle and FEVE are ceilings; otherwise test repeats are interleaved like all trials."""
 
     # --- stimuli -----------------------------------------------------------------------------------------
     mean_luminance: float = 128.0
@@ -131,11 +136,12 @@ class V1Params:
     """Median and log standard deviation across neurons of the mean response (arbitrary units)."""
     baseline_fraction: tuple[float, float] = (0.05, 0.4)
     """Range of the stimulus-independent response as a fraction of the mean response."""
-    event_size: tuple[float, float] = (0.03, 8.0)
+    event_size: tuple[float, float] = (0.8, 35.0)
     """Range (log-uniform) of the calcium event size relative to the neuron's mean response; small events
-    mean many events per response and high reliability, large events unreliable neurons."""
-    event_shape: float = 2.0
-    """Gamma shape of one event's amplitude."""
+    mean many events per response and high reliability, large events unreliable neurons (calibrated so that
+    single-trial r / r to average of a prediction is as in SENSORIUM 2022)."""
+    event_shape: float = 1.0
+    """Gamma shape of one event's amplitude (1: exponential amplitudes, coefficient of variation 1)."""
     shared_gain_cv: float = 0.2
     """Coefficient of variation of the unobserved gain shared by all neurons on a trial (or frame)."""
     shared_gain_tau_s: float = 0.5
@@ -157,13 +163,24 @@ class V1Params:
         _check(self)
 
     @classmethod
-    def with_overrides(cls, **overrides: Any) -> V1Params:
-        """Defaults with some fields replaced; unknown names raise ``ConfigError``."""
+    def with_overrides(cls, preset: str = "calibrated", **overrides: Any) -> V1Params:
+        """A preset's values with some fields replaced; unknown presets or names raise ``ConfigError``."""
+        if preset not in PRESETS:
+            raise ConfigError(f"simulate v1: unknown preset {preset!r}; known: {sorted(PRESETS)}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ConfigError(f"simulate v1: unknown parameter(s) {unknown}; known: {sorted(known)}")
-        return cls(**overrides)
+        return cls(**{**PRESETS[preset], **overrides})
+
+
+#: Named parameter sets, as changes from the defaults. ``calibrated`` (the defaults): noise and reliability as in
+#: SENSORIUM 2022 and behaviour held over each block of test repeats (issue #17); ``high-snr``: the defaults before
+#: that, far less noisy, with test repeats interleaved, so earlier results reproduce exactly.
+PRESETS: dict[str, dict[str, Any]] = {
+    "calibrated": {},
+    "high-snr": {"hold_test_behavior": False, "event_size": (0.03, 8.0), "event_shape": 2.0},
+}
 
 
 def _check(p: V1Params) -> None:
@@ -177,6 +194,8 @@ def _check(p: V1Params) -> None:
         value = getattr(p, field)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             fail(field, "must be a positive integer")
+    if not isinstance(p.hold_test_behavior, bool):
+        fail("hold_test_behavior", "must be true or false")
     if isinstance(p.test_repeats, bool) or not isinstance(p.test_repeats, int) or p.test_repeats < 2:
         fail("test_repeats", "must be an integer >= 2 (oracle correlations need repeats)")
     if p.height < 8 or p.width < 8:
