@@ -219,7 +219,7 @@ def _fit_encoder(module, cfg: ExperimentConfig, dm: NeuralDataModule, specs: lis
     if not trainer.is_global_zero:
         return None
     best = checkpoint.best_model_score
-    return {"n_parameters": int(sum(p.numel() for p in module.parameters())),
+    return {"n_parameters": int(sum(p.numel() for p in module.encoder.parameters())),  # not the EMA copy
             "epochs": int(trainer.current_epoch),
             "best_val_correlation": None if best is None else float(best),
             "world_size": int(trainer.world_size)}
