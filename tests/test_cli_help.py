@@ -6,7 +6,7 @@ from neurofit.cli import main
 
 COMMANDS = [[], ["simulate"], ["simulate", "v1"], ["simulate", "regions"], ["convert"], ["convert", "sensorium"],
             ["convert", "nwb"], ["export"], ["export", "sensorium"], ["fit"], ["evaluate"], ["ensemble"],
-            ["attention"], ["compare"], ["sweep"], ["rnn"], ["rnn", "fit"], ["rnn", "currents"]]
+            ["attention"], ["insilico"], ["compare"], ["sweep"], ["rnn"], ["rnn", "fit"], ["rnn", "currents"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "neurofit")

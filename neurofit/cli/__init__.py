@@ -19,7 +19,7 @@ os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 from neurofit.errors import NeurofitError
 
 #: Modules under neurofit.cli that register commands, in the order ``--help`` lists them.
-COMMAND_MODULES = ("simulate", "convert", "export", "fit", "ensemble", "attention", "compare", "rnn")
+COMMAND_MODULES = ("simulate", "convert", "export", "fit", "ensemble", "attention", "insilico", "compare", "rnn")
 
 
 def build_parser() -> argparse.ArgumentParser:
