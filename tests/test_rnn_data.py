@@ -57,6 +57,10 @@ def test_npz_shapes_and_normalisations(tmp_path, small_sim):
     assert data.rates.shape == (1, 45, 200) and data.inputs is None
     assert np.abs(data.rates).max() == pytest.approx(RATE_CEILING, rel=1e-6)
     np.testing.assert_allclose(data.normalization.invert(data.rates), rates[None], rtol=1e-5, atol=1e-6)
+    clipped = load_rnn_data(path, "max_clip")  # CURBD: divided by the largest value, clipped to +-0.999
+    np.testing.assert_allclose(clipped.rates, np.clip(rates[None] / rates.max(), -RATE_CEILING, RATE_CEILING),
+                               rtol=1e-6)
+    assert clipped.rates.max() == pytest.approx(RATE_CEILING) and clipped.normalization.clip == RATE_CEILING
     per_region = load_rnn_data(path, "region")
     for name in "ABC":
         peak = np.abs(per_region.rates[0, small_sim.regions == name]).max()

@@ -12,7 +12,7 @@ from neurofit.rnn.currents import decompose
 from neurofit.rnn.data import load_rnn_data
 from neurofit.rnn.fit import fit
 from neurofit.rnn.model import build_model, fit_data, free_run
-from neurofit.rnn.rls import RLSTrainer
+from neurofit.rnn.rls_update import RLSState
 
 FAST = {"model.dt_factor": 2, "rls.runs": 6}
 
@@ -65,13 +65,13 @@ def test_block_update_equals_sequential_updates(data_path):
     fd = fit_data(model, data, "rates", dtype=torch.float64)
     x = fd.rates[0, :, :5].T.contiguous()  # 5 samples of regressors
     targets = fd.targets[0, :, :5].T
-    block, sequential = RLSTrainer(model, fd, update_every=5), RLSTrainer(model, fd)
+    block, sequential = (RLSState(model, 1.0, "cpu", torch.float64) for _ in range(2))
     w0 = model.weight.data.clone()
-    block._update(x, x @ w0.T - targets)
+    block.update(x, x @ w0.T - targets)
     w_block, p_block = model.weight.data.clone(), block.P.clone()
     model.weight.data.copy_(w0)
     for k in range(5):
-        sequential._update(x[k:k + 1], x[k:k + 1] @ model.weight.data.T - targets[k:k + 1])
+        sequential.update(x[k:k + 1], x[k:k + 1] @ model.weight.data.T - targets[k:k + 1])
     torch.testing.assert_close(model.weight.data, w_block)
     torch.testing.assert_close(sequential.P, p_block)
 

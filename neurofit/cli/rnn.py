@@ -26,6 +26,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     currents = commands.add_parser("currents", help="write RUN/currents.zarr and the current figures")
     currents.add_argument("run", help="run directory of 'neurofit rnn fit'")
+    currents.add_argument("--necessity", action="store_true",
+                          help="also test each inter-region block: refit with it masked to zero (warm start) and "
+                               "compare held-out pVar over several noise seeds; writes RUN/necessity.json")
+    currents.add_argument("--inits", type=int, default=5, help="necessity: noise seeds per condition (>= 2)")
+    currents.add_argument("--refit-runs", type=int, default=5, help="necessity: training runs of each refit")
+    currents.add_argument("--holdout", type=float, default=0.2, help="necessity: fraction of each trial held out")
+    currents.add_argument("--window", type=int, default=50,
+                          help="necessity: held-out free runs restart from the data every WINDOW samples "
+                               "(0: never)")
+    currents.add_argument("--device", default="cpu", help="necessity: cpu or cuda")
+    currents.add_argument("--quiet", action="store_true", help="necessity: no progress lines")
     currents.set_defaults(handler=_run_currents)
 
 
@@ -45,7 +56,14 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 
 def _run_currents(args: argparse.Namespace) -> int:
-    from neurofit.rnn.run import currents_run
+    from neurofit.rnn.necessity import check_options
+    from neurofit.rnn.run import currents_run, necessity_run
 
+    if args.necessity:  # before anything is written
+        check_options(args.inits, args.refit_runs, args.holdout, args.window)
     print(f"wrote {currents_run(args.run)}")
+    if args.necessity:
+        path = necessity_run(args.run, inits=args.inits, runs=args.refit_runs, holdout=args.holdout,
+                             window=args.window, device=args.device, log=None if args.quiet else print)
+        print(f"wrote {path}")
     return 0

@@ -25,6 +25,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     regions = kinds.add_parser("regions", help="multi-region RNN with known inter-region currents")
     regions.add_argument("--out", required=True, help="output store, e.g. REGIONS.zarr")
+    # The names are neurofit.data.simulate.regions.PRESETS (not imported here: it loads the data layer).
+    regions.add_argument("--preset", choices=("default", "curbd"), default="default",
+                         help="default: random sparse projections, inputs recorded; curbd: CURBD's threeRegionSim "
+                              "(one-to-one links, sequence and fixed-point drivers kept in the truth only)")
+    regions.add_argument("--units", type=int, default=300, help="total units, split over three regions")
+    regions.add_argument("--trials", type=int, default=1, help="trials, each from a new random initial state")
+    regions.add_argument("--amp-inter-region", type=float,
+                         help="curbd: weight of every inter-region link (ampInterReg; 0.02 as curbd.py, 0.2 as "
+                              "the MATLAB original)")
+    regions.add_argument("--record-inputs", action="store_true",
+                         help="curbd: also give the recording the outside inputs (the reference's fit is not "
+                              "given them)")
     regions.add_argument("--seed", type=int, default=0)
     regions.add_argument("--overwrite", action="store_true", help="replace an existing store")
     regions.set_defaults(handler=_run_regions)
@@ -42,6 +54,8 @@ def _run_v1(args: argparse.Namespace) -> int:
 def _run_regions(args: argparse.Namespace) -> int:
     from neurofit.data.simulate.regions import simulate_regions_store
 
-    path = simulate_regions_store(args.out, seed=args.seed, overwrite=args.overwrite)
+    path = simulate_regions_store(args.out, preset=args.preset, seed=args.seed, units=args.units,
+                                  trials=args.trials, amp_inter_region=args.amp_inter_region,
+                                  record_inputs=args.record_inputs, overwrite=args.overwrite)
     print(f"wrote {path}")
     return 0

@@ -22,15 +22,15 @@ def windows(fd: FitData, length: int) -> tuple[torch.Tensor, torch.Tensor, torch
     """Half-overlapping windows of every trial.
 
     Returns:
-        initial currents (W, N), target rates (W, N, length) and exogenous inputs (W, length, E) or None.
+        initial states (W, N, 1), target rates (W, N, length) and exogenous inputs (W, length, E) or None.
     """
     n_samples = fd.h.shape[-1]
     length = min(length, n_samples)
     stride = max(1, length // 2)
-    h = fd.h.unfold(-1, length, stride)  # (K, N, n_windows, length)
+    h = fd.start.unfold(-1, length, stride)  # (K, N, n_windows, length)
     rates = fd.rates.unfold(-1, length, stride)
     n = h.shape[1]
-    h0 = h[..., 0].permute(0, 2, 1).reshape(-1, n)
+    h0 = h[..., :1].permute(0, 2, 1, 3).reshape(-1, n, 1)
     targets = rates.permute(0, 2, 1, 3).reshape(-1, n, length)
     exog = None
     if fd.exog is not None:

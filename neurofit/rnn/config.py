@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from neurofit.config.files import load_data
-from neurofit.config.typed import check, from_data
+from neurofit.config.typed import Context, check, from_data
+from neurofit.errors import ConfigError
 
 METHODS = ("rls", "bptt", "ridge")
 
@@ -21,13 +22,14 @@ class DataConfig:
     """How the activity is prepared.
 
     Attributes:
-        normalize: ``none``, ``max`` (global max |x| scaled to 0.999, as CURBD), ``region`` (the same per
-            region) or ``zscore`` (per neuron; needs ``space: currents``).
+        normalize: ``none``, ``max`` (global max |x| scaled to 0.999), ``max_clip`` (divided by the largest
+            value, then clipped to +-0.999: CURBD's ``trainMultiRegionRNN``), ``region`` (``max`` per region)
+            or ``zscore`` (per neuron; needs ``space: currents``).
         space: ``rates`` (data are phi(h): targets are phi^-1(data)) or ``currents`` (data are h).
         recording: which recording of a store (default: the first).
     """
 
-    normalize: Literal["none", "max", "region", "zscore"] = "max"
+    normalize: Literal["none", "max", "max_clip", "region", "zscore"] = "max"
     space: Literal["rates", "currents"] = "rates"
     recording: str | None = None
 
@@ -41,9 +43,15 @@ class ModelConfig:
         dt_factor: Euler model steps per data sample.
         g: gain of the random initial J (g / sqrt(N) standard deviation).
         activation: phi, ``tanh`` (the only invertible choice for ``space: rates`` besides ``sigmoid``).
-        target: ``currents`` (CURBD: J phi(h) + B u is trained towards h) or ``drive`` (towards
-            h + tau dh/dt, the drive that reproduces the data under the model's own dynamics).
-        noise_amp, noise_tau: standard deviation and time constant (s) of the filtered white-noise input.
+        target: what the error of recursive least squares compares with the data at every sample: ``rates``
+            (CURBD's trainMultiRegionRNN: the model's rates phi(h) against the data), ``currents`` (the drive
+            J phi(h) + B u against phi^-1(data)) or ``drive`` (against h + tau dh/dt, the drive that
+            reproduces the data under the model's own dynamics).
+        initial_state: what h is set to at trial starts and reset points: ``currents`` (phi^-1(data), so the
+            first rates equal the data) or ``data`` (the data themselves, as CURBD sets H = data).
+        noise_amp, noise_tau: amplitude and time constant (s) of the filtered white-noise input (``batched``
+            loop: an Ornstein-Uhlenbeck process of standard deviation ``noise_amp``; ``curbd`` loop: CURBD's
+            ``ampInWN`` and ``tauWN``).
         use_inputs: use the known inputs of the data (B u) when it has any.
         inferred_inputs: number of smooth inferred input channels s(t) (Gaussian bumps tiling each trial,
             time-locked to trial start, with learned weights C); 0 for none.
@@ -54,7 +62,8 @@ class ModelConfig:
     dt_factor: int = field(default=5, metadata=check(ge=1))
     g: float = field(default=1.5, metadata=check(ge=0))
     activation: str = "tanh"
-    target: Literal["currents", "drive"] = "currents"
+    target: Literal["rates", "currents", "drive"] = "currents"
+    initial_state: Literal["currents", "data"] = "currents"
     noise_amp: float = field(default=0.01, metadata=check(ge=0))
     noise_tau: float = field(default=0.1, metadata=check(gt=0))
     use_inputs: bool = True
@@ -91,19 +100,28 @@ class RLSConfig:
     """Recursive least squares (FORCE) as in CURBD.
 
     Attributes:
+        loop: ``curbd`` runs CURBD's ``trainMultiRegionRNN`` step for step (``neurofit/rnn/curbd.py``): trials
+            concatenated into one series with the state reset at each trial start and reset point, a rank-1
+            update at every data sample, its white noise, its sample alignment and its pVar and chi2; with
+            ``init: random`` the initial J and the noise come from numpy's legacy ``RandomState(model.seed)`` in
+            the reference's order, so a run reproduces the reference seeded the same way. ``batched`` runs
+            trials (and segments) side by side with one rank-K update per sample (``neurofit/rnn/rls.py``).
         runs: training runs (passes through the data); free_runs: runs without learning at the end.
         P0: initial P = P0 * I (the inverse regulariser; CURBD's "learning rate").
         stop_at_pvar: stop training early once a run reaches this pVar (None: run all).
         init: ``random`` (CURBD) or ``ridge`` (start from the direct least-squares solution).
         dtype: ``float32`` or ``float64`` for J and P.
-        segments: split each trial into this many (slightly overlapping) segments, each started from the
-            data's state, trained as one batch with a rank-K update per sample (CURBD's reset points, run in
-            parallel); 1 keeps each trial whole, as CURBD does.
-        update_every: samples per update. 1 is CURBD's per-sample update; b > 1 applies one rank-b update
-            (Woodbury) per block, which yields the same least-squares weights for the block's samples while the
-            model runs the block on the weights of its start; cuts the cost of the P and J updates b-fold.
+        segments: ``batched``: split each trial into this many (slightly overlapping) segments, each started
+            from the data's state, trained as one batch with a rank-K update per sample; 1 keeps trials whole.
+        update_every: ``batched``: samples per update. 1 is CURBD's per-sample update; b > 1 applies one rank-b
+            update (Woodbury) per block, which yields the same least-squares weights for the block's samples
+            while the model runs the block on the weights of its start; cuts the cost of the updates b-fold.
+        defer_updates: ``curbd``: hold up to this many per-sample updates as a low-rank correction that every
+            following step uses, and apply them to P and J as one matrix product each: the same algorithm up
+            to rounding, faster for large N; not with masks, Dale's law or ``block_lr``. 1 applies each at once.
     """
 
+    loop: Literal["batched", "curbd"] = "batched"
     runs: int = field(default=100, metadata=check(ge=0))
     free_runs: int = field(default=1, metadata=check(ge=1))
     P0: float = field(default=1.0, metadata=check(gt=0))
@@ -112,6 +130,7 @@ class RLSConfig:
     dtype: Literal["float32", "float64"] = "float32"
     segments: int = field(default=1, metadata=check(ge=1))
     update_every: int = field(default=1, metadata=check(ge=1))
+    defer_updates: int = field(default=1, metadata=check(ge=1))
 
 
 @dataclass
@@ -158,19 +177,31 @@ class FitConfig:
     rls: RLSConfig = field(default_factory=RLSConfig)
     bptt: BPTTConfig = field(default_factory=BPTTConfig)
     ridge: RidgeConfig = field(default_factory=RidgeConfig)
+    #: Where each value was set, for checks against the data after loading; not part of the config.
+    provenance: Context = field(default_factory=lambda: Context("<config>", None), init=False, repr=False,
+                                compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (for YAML and checkpoints)."""
-        return dataclasses.asdict(self)
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        return {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in values.items()}
+
+    def fail(self, path: tuple[str, ...], problem: str) -> ConfigError:
+        """A ``ConfigError`` naming the file or override that set ``path``."""
+        return self.provenance.fail(path, problem)
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> FitConfig:
     """Build a ``FitConfig`` from nested data; ``ConfigError`` names ``source``, the key and the problem."""
-    return from_data(FitConfig, raw, source)
+    cfg = from_data(FitConfig, raw, source)
+    cfg.provenance = Context(source, None)
+    return cfg
 
 
 def load_config(path: str | os.PathLike | None, overrides: dict[str, Any] | list[str] | None = None) -> FitConfig:
     """Read a YAML config (or the defaults when ``path`` is None) with its ``extends`` chain, and apply
     overrides: ``{"section.key": value}`` from the command line's own options, or ``KEY=VALUE`` texts."""
     data, sources, origin = load_data(path, overrides)
-    return from_data(FitConfig, data, origin, sources)
+    cfg = from_data(FitConfig, data, origin, sources)
+    cfg.provenance = Context(origin, sources)
+    return cfg

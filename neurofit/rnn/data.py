@@ -3,12 +3,15 @@
 Two inputs are accepted: a neurofit store whose Recording has ``responses`` (trial, frame, neuron), a
 ``region`` neuron coordinate and optionally ``inputs`` (trial, frame, input_channel); or an npz with
 ``rates`` (neuron, time) or (trial, neuron, time), ``regions`` (neuron,) strings, ``dt`` in seconds and
-optionally ``inputs`` (time, channels) or (trial, time, channels) and ``region_names`` (regions that must
-each have units). Problems raise ``DataError`` naming the file.
+optionally ``inputs`` (time, channels) or (trial, time, channels), ``region_names`` (regions that must
+each have units) and ``reset_points`` (sample indices inside every trial where the model's state is set back
+to the data's, CURBD's ``resetPoints`` for trials concatenated in one series). Problems raise ``DataError``
+naming the file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import zipfile
 from dataclasses import dataclass
@@ -27,28 +30,31 @@ MIN_TIME_CONSTANTS = 3.0
 
 @dataclass
 class Normalization:
-    """The recorded transform ``normalised = (raw - offset) * scale``, per neuron.
+    """The recorded transform ``normalised = clip((raw - offset) * scale, -clip, clip)``, per neuron.
 
     Attributes:
-        kind: ``none``, ``max``, ``region`` or ``zscore``.
+        kind: ``none``, ``max``, ``max_clip``, ``region`` or ``zscore``.
         offset, scale: (neuron,) arrays.
+        clip: bound of the normalised values (``max_clip``), or None.
     """
 
     kind: str
     offset: np.ndarray
     scale: np.ndarray
+    clip: float | None = None
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Normalise (trial, neuron, time) activity."""
-        return (x - self.offset[:, None]) * self.scale[:, None]
+        out = (x - self.offset[:, None]) * self.scale[:, None]
+        return out if self.clip is None else np.clip(out, -self.clip, self.clip)
 
     def invert(self, x: np.ndarray) -> np.ndarray:
-        """Back to raw units, (trial, neuron, time)."""
+        """Back to raw units, (trial, neuron, time) (clipped values stay clipped)."""
         return x / self.scale[:, None] + self.offset[:, None]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/YAML-friendly form."""
-        return {"kind": self.kind, "offset": self.offset.tolist(), "scale": self.scale.tolist()}
+        return {"kind": self.kind, "offset": self.offset.tolist(), "scale": self.scale.tolist(), "clip": self.clip}
 
 
 @dataclass
@@ -65,6 +71,8 @@ class RNNData:
         normalization: the transform applied to the raw activity.
         source: the file it came from (for messages).
         unit_ids: (neuron,) identifiers.
+        reset_points: sorted sample indices (0 < p < n_samples) inside every trial where the model's state is
+            set to the data's, besides each trial's start.
     """
 
     rates: np.ndarray
@@ -76,6 +84,7 @@ class RNNData:
     normalization: Normalization
     source: str
     unit_ids: np.ndarray
+    reset_points: tuple[int, ...] = ()
 
     @property
     def n_trials(self) -> int:
@@ -104,12 +113,11 @@ class RNNData:
             raise DataError(f"{self.source}: time series too short: {self.n_samples} samples x {self.dt:g} s = "
                             f"{duration:g} s, fewer than {MIN_TIME_CONSTANTS:g} time constants (tau = {tau:g} s)")
 
-    def check_regions(self, names: list[str] | tuple[str, ...]) -> None:
-        """``DataError`` for any region in ``names`` without units in the data."""
-        empty = [n for n in names if n not in self.region_names]
-        if empty:
-            raise DataError(f"{self.source}: region(s) {empty} have no units (regions with units: "
-                            f"{list(self.region_names)})")
+    def time_slice(self, start: int, stop: int) -> RNNData:
+        """Samples [start, stop) of every trial (inputs and reset points with them)."""
+        inputs = None if self.inputs is None else self.inputs[:, start:stop]
+        resets = tuple(p - start for p in self.reset_points if start < p < stop)
+        return dataclasses.replace(self, rates=self.rates[..., start:stop], inputs=inputs, reset_points=resets)
 
 
 def load_rnn_data(path: str | os.PathLike, normalize: str = "max", recording: str | None = None) -> RNNData:
@@ -130,7 +138,7 @@ def load_rnn_data(path: str | os.PathLike, normalize: str = "max", recording: st
 
         with reading(path, "the recording"):
             raw = _read_store(path, recording)
-    rates, regions, dt, inputs, channels, region_names, unit_ids = raw
+    rates, regions, dt, inputs, channels, region_names, unit_ids, resets = raw
     source = str(path)
     if rates.ndim == 2:
         rates = rates[None]
@@ -152,13 +160,32 @@ def load_rnn_data(path: str | os.PathLike, normalize: str = "max", recording: st
     missing = [n for n in (region_names or ()) if n not in present]
     if missing:
         raise DataError(f"{source}: region(s) {missing} have no units")
+    if rates.shape[2] < 2:
+        raise DataError(f"{source}: time series too short: {rates.shape[2]} sample(s) per trial, a fit needs at "
+                        "least 2")
     if np.ptp(rates) == 0:
         raise DataError(f"{source}: rates are constant ({rates.flat[0]:g} everywhere), nothing to fit")
     regions = np.asarray([str(r) for r in regions])
     norm = make_normalization(rates, regions, normalize, source)
     return RNNData(rates=norm.apply(rates).astype(np.float32), regions=regions, region_names=present, dt=float(dt),
                    inputs=inputs, input_channels=channels if inputs is not None else (), normalization=norm,
-                   source=source, unit_ids=unit_ids if unit_ids is not None else np.arange(rates.shape[1]))
+                   source=source, unit_ids=unit_ids if unit_ids is not None else np.arange(rates.shape[1]),
+                   reset_points=_check_resets(resets, rates.shape[2], source))
+
+
+def _check_resets(resets: np.ndarray | None, n_samples: int, source: str) -> tuple[int, ...]:
+    """Sorted, unique reset points (integers inside the trial); ``DataError`` for any other value."""
+    if resets is None:
+        return ()
+    points = np.asarray(resets).ravel()
+    fractional = points[points != np.round(points)]
+    if fractional.size:
+        raise DataError(f"{source}: reset_points must be whole sample indices, got {fractional[:3].tolist()}")
+    bad = sorted({int(p) for p in points if not 0 <= p < n_samples})
+    if bad:
+        raise DataError(f"{source}: reset_points {bad[:5]} past the end of the {n_samples}-sample trials "
+                        f"(valid: 0 to {n_samples - 1})")
+    return tuple(sorted({int(p) for p in points} - {0}))
 
 
 def _check_inputs(inputs: np.ndarray | None, shape: tuple[int, ...], source: str) -> np.ndarray | None:
@@ -195,8 +222,9 @@ def _read_npz(path: Path) -> tuple:
     dt = _numeric(arrays, "dt", path)
     if dt.ndim != 0 and dt.size != 1:
         raise DataError(f"{path}: dt must be one number (seconds per sample), got shape {dt.shape}")
+    resets = _numeric(arrays, "reset_points", path) if "reset_points" in arrays else None
     return (_numeric(arrays, "rates", path), np.asarray(arrays["regions"]).astype(str), float(dt.reshape(())),
-            inputs, channels, names, None)
+            inputs, channels, names, None, resets)
 
 
 def _numeric(arrays: dict[str, np.ndarray], key: str, path: Path) -> np.ndarray:
@@ -223,20 +251,28 @@ def _read_store(path: Path, recording: str | None) -> tuple:
         inputs = np.asarray(ds["inputs"].transpose("trial", "frame", "input_channel").values)
         channels = tuple(str(c) for c in ds["input_channel"].values)
     return (rates, ds["region"].values.astype(str), 1.0 / float(ds.attrs["frame_rate_hz"]), inputs,
-            channels or (), None, ds["unit_id"].values)
+            channels or (), None, ds["unit_id"].values, None)
 
 
 def make_normalization(rates: np.ndarray, regions: np.ndarray, kind: str, source: str) -> Normalization:
     """The transform of ``kind`` fitted to raw (trial, neuron, time) ``rates``.
 
     ``max`` and ``region`` divide by the largest magnitude (overall or per region) and multiply by
-    ``RATE_CEILING`` so tanh can be inverted; ``zscore`` subtracts each neuron's mean and divides by its
-    standard deviation (a silent neuron keeps scale 1).
+    ``RATE_CEILING`` so tanh can be inverted; ``max_clip`` divides by the largest value and clips to
+    +-``RATE_CEILING``, as CURBD's ``trainMultiRegionRNN``; ``zscore`` subtracts each neuron's mean and divides
+    by its standard deviation (a silent neuron keeps scale 1).
     """
     n = rates.shape[1]
     offset, scale = np.zeros(n), np.ones(n)
     if kind == "max":
         scale[:] = RATE_CEILING / _positive_peak(np.abs(rates).max(), source, "all neurons")
+    elif kind == "max_clip":
+        peak = float(rates.max())
+        if peak <= 0:
+            raise DataError(f"{source}: the largest value is {peak:g}; max_clip normalisation divides by it, so "
+                            "it must be positive (use max)")
+        scale[:] = 1.0 / peak
+        return Normalization(kind, offset, scale, RATE_CEILING)
     elif kind == "region":
         for name in dict.fromkeys(regions):
             idx = regions == name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -13,9 +14,9 @@ from neurofit.rnn.bptt import fit_bptt
 from neurofit.rnn.config import FitConfig
 from neurofit.rnn.data import RNNData
 from neurofit.rnn.history import FitHistory
-from neurofit.rnn.model import DataConstrainedRNN, FitData, build_model, fit_data
+from neurofit.rnn.model import DataConstrainedRNN, FitData, build_model, fit_data, free_run
 from neurofit.rnn.ridge import fit_ridge, solve_ridge
-from neurofit.rnn.rls import fit_rls
+from neurofit.rnn.rls import Evaluator, fit_rls
 
 
 @dataclass
@@ -28,6 +29,7 @@ class FitOutcome:
         rates: (trial, N, time) the final free run's rates.
         data: the tensors it was fitted to.
         wall_s: total seconds, including setup and any ridge start.
+        evaluate: a free run of the fitted model as its method runs one (noise seed -> rates, pVar, chi2).
     """
 
     model: DataConstrainedRNN
@@ -35,6 +37,7 @@ class FitOutcome:
     rates: torch.Tensor
     data: FitData
     wall_s: float
+    evaluate: Evaluator
 
 
 def resolve_device(name: str) -> torch.device:
@@ -44,6 +47,32 @@ def resolve_device(name: str) -> torch.device:
     if not (name == "cpu" or name.startswith("cuda")):
         raise ConfigError(f"device must be 'cpu' or 'cuda', got {name!r}")
     return torch.device(name)
+
+
+def check_config(data: RNNData, cfg: FitConfig) -> None:
+    """``ConfigError`` naming the config entry (and the data) for constraints that name a region without
+    units, a ``block_lr`` key that is not ``TARGET<-SOURCE``, and options that do not go together."""
+    c = cfg.constraints
+    allowed = c.allowed or {}
+    named = {("constraints", "allowed"): set(allowed) | {s for v in allowed.values() for s in v},
+             ("constraints", "region_signs"): set(c.region_signs), ("constraints", "block_lr"): set()}
+    for key in c.block_lr:
+        target, sep, source = key.partition("<-")
+        if not sep:
+            raise cfg.fail(("constraints", "block_lr", key), "keys must be 'TARGET<-SOURCE'")
+        named[("constraints", "block_lr")] |= {target, source}
+    for path, regions in named.items():
+        unknown = sorted(regions - set(data.region_names))
+        if unknown:
+            raise cfg.fail(path, f"region(s) {unknown} have no units in {data.source} (its regions: "
+                                 f"{list(data.region_names)})")
+    if data.reset_points and cfg.method == "bptt":
+        raise cfg.fail(("method",), f"{data.source} has reset points, which bptt's windows do not honour; use "
+                                    "rls or ridge")
+    weight_rules = c.allowed is not None or c.dale or c.density < 1 or bool(c.block_lr)
+    if cfg.rls.defer_updates > 1 and (cfg.rls.loop != "curbd" or weight_rules):
+        raise cfg.fail(("rls", "defer_updates"), "held updates need rls.loop curbd and no constraints.allowed, "
+                                                 "dale, density < 1 or block_lr")
 
 
 def fit(data: RNNData, cfg: FitConfig, device: str = "cpu",
@@ -58,6 +87,7 @@ def fit(data: RNNData, cfg: FitConfig, device: str = "cpu",
     """
     start = time.perf_counter()
     dev = resolve_device(device)
+    check_config(data, cfg)
     dtype = torch.float64 if cfg.method == "rls" and cfg.rls.dtype == "float64" else torch.float32
     torch.manual_seed(cfg.model.seed)
     model = build_model(data, cfg.model, cfg.constraints).to(device=dev, dtype=dtype)
@@ -65,10 +95,11 @@ def fit(data: RNNData, cfg: FitConfig, device: str = "cpu",
     init = {"rls": cfg.rls.init, "bptt": cfg.bptt.init}.get(cfg.method, "random")
     if init == "ridge":
         solve_ridge(model, fd, cfg.ridge)
+    evaluate: Evaluator = partial(free_run, model, fd)
     if cfg.method == "rls":
-        history, rates = fit_rls(model, fd, cfg.rls, log)
+        history, rates, evaluate = fit_rls(model, fd, cfg.rls, log)
     elif cfg.method == "bptt":
         history, rates = fit_bptt(model, fd, cfg.bptt, log)
     else:
         history, rates = fit_ridge(model, fd, cfg.ridge)
-    return FitOutcome(model, history, rates, fd, time.perf_counter() - start)
+    return FitOutcome(model, history, rates, fd, time.perf_counter() - start, evaluate)

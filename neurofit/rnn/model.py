@@ -150,16 +150,33 @@ class DataConstrainedRNN(nn.Module):
                               "data.space 'currents'")
         return inverse(rates.clamp(low + CLIP_EPS, high - CLIP_EPS))
 
-    def drive_targets(self, h: torch.Tensor) -> torch.Tensor:
-        """What J phi(h) + B u + C s is trained towards, (trial, N, time) from data currents ``h``.
+    def drive_targets(self, h: torch.Tensor, rates: torch.Tensor, target: str | None = None) -> torch.Tensor:
+        """What the model's output is trained towards, (trial, N, time), from data currents ``h`` and rates.
 
-        ``currents`` (CURBD): h itself. ``drive``: h + tau dh/dt with a forward difference, the drive that
-        reproduces the data under the model's dynamics (last sample: backward difference)."""
-        if self.cfg.target == "currents":
+        ``target`` (default ``model.target``): ``rates``: the data rates (compared with phi(h)); ``currents``
+        (CURBD's current form): h itself (compared with the drive J phi(h) + B u + C s); ``drive``:
+        h + tau dh/dt with a forward difference, the drive that reproduces the data under the model's
+        dynamics (last sample: backward difference)."""
+        target = target or self.cfg.target
+        if target == "rates":
+            return rates
+        if target == "currents":
             return h
         dh = torch.diff(h, dim=-1)
         dh = torch.cat([dh, dh[..., -1:]], dim=-1)
         return h + self.cfg.tau / self.dt * dh
+
+    def output(self, r: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
+        """What is compared with the targets at a sample: the rates ``r`` (``target: rates``) or the drive."""
+        return r if self.cfg.target == "rates" else drive
+
+    @torch.no_grad()
+    def set_initial_weights_(self, J: torch.Tensor) -> None:
+        """Replace the random initial J (and the reference that frozen units keep), then apply the constraints."""
+        self.weight.data[:, : self.n_units] = J.to(self.weight)
+        self.weight_init.copy_(self.weight.data)
+        self.project_()
+        self.weight_init.copy_(self.weight.data)
 
     def make_noise(self, n_trials: int, n_samples: int, seed: int, device: torch.device | str = "cpu",
                    dtype: torch.dtype = torch.float32) -> torch.Tensor | None:
@@ -175,17 +192,19 @@ class DataConstrainedRNN(nn.Module):
         white[1:] *= math.sqrt(1.0 - decay**2)
         return torch.as_tensor(lfilter([1.0], [1.0, -decay], white, axis=0), device=device, dtype=dtype)
 
-    def simulate(self, h0: torch.Tensor, exog: torch.Tensor | None, n_samples: int, *,
-                 noise: torch.Tensor | None = None, on_sample: SampleHook | None = None) -> torch.Tensor:
-        """Run the model from ``h0`` for ``n_samples`` data samples.
+    def simulate(self, start: torch.Tensor, exog: torch.Tensor | None, n_samples: int, *,
+                 noise: torch.Tensor | None = None, on_sample: SampleHook | None = None,
+                 resets: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the model from ``start[..., 0]`` for ``n_samples`` data samples.
 
         Args:
-            h0: (trial, N) initial currents (the data's at trial start).
+            start: (trial, N, time) states to start from (first column) and to reset to (``resets``).
             exog: (trial, time, E) known and inferred input time courses (``exogenous``), or None.
             n_samples: data samples to run.
             noise: (n_samples * dt_factor, trial, N) input noise from ``make_noise``, or None.
             on_sample: called at each data sample with (sample index, rates (trial, N), drive (trial, N))
                 before the step; recursive least squares updates ``weight`` in place there.
+            resets: (trial, time) True where the state is set to ``start`` before that sample, or None.
         Returns:
             (trial, N, time) rates at the data samples.
         """
@@ -195,8 +214,12 @@ class DataConstrainedRNN(nn.Module):
         # Per-step views made once: indexing a tensor inside the loop costs more than the small ops.
         noise_steps = noise.unbind(0) if noise is not None else None
         exog_steps = exog.unbind(1) if exog is not None else None
-        h, rates = h0, []
+        reset_at = {} if resets is None else {
+            int(i): resets[:, i, None] for i in torch.nonzero(resets[:, :n_samples].any(0)).flatten().tolist()}
+        h, rates = start[:, :, 0], []
         for i in range(n_samples):
+            if i in reset_at:
+                h = torch.where(reset_at[i], start[:, :, i], h)
             base = exog_steps[i] @ ext_t if exog_steps is not None else None
             for step in range(steps):
                 r = self.phi(h)
@@ -219,23 +242,23 @@ class FitData:
 
     Attributes:
         h: (trial, N, time) data currents; rates: (trial, N, time) data in rate space (for pVar);
-        targets: (trial, N, time) drive targets; exog: (trial, time, E) known + inferred inputs or None.
+        start: (trial, N, time) the states trials start and reset from (``model.initial_state``);
+        targets: (trial, N, time) what the model's output is trained towards (``model.target``);
+        exog: (trial, time, E) known + inferred inputs or None;
+        resets: (trial, time) True at reset points (the state is set to ``start``), or None.
     """
 
     h: torch.Tensor
     rates: torch.Tensor
+    start: torch.Tensor
     targets: torch.Tensor
     exog: torch.Tensor | None
+    resets: torch.Tensor | None = None
 
 
 def build_model(data: RNNData, model: ModelConfig, constraints: ConstraintConfig) -> DataConstrainedRNN:
-    """A model sized for ``data``; ``DataError`` if constraints name regions without units or the trials are
-    too short for ``model.tau``."""
+    """A model sized for ``data``; ``DataError`` if the trials are too short for ``model.tau``."""
     data.check_duration(model.tau)
-    named = set(constraints.region_signs) | set(constraints.allowed or {})
-    named |= {s for v in (constraints.allowed or {}).values() for s in v}
-    named |= {part for key in constraints.block_lr for part in key.split("<-")}
-    data.check_regions(sorted(named))
     channels = list(data.input_channels) if model.use_inputs else []
     return DataConstrainedRNN(data.regions.tolist(), list(data.region_names), data.dt, data.n_samples, channels,
                               model, constraints)
@@ -243,7 +266,7 @@ def build_model(data: RNNData, model: ModelConfig, constraints: ConstraintConfig
 
 def fit_data(model: DataConstrainedRNN, data: RNNData, space: str, device: torch.device | str = "cpu",
              dtype: torch.dtype = torch.float32) -> FitData:
-    """Tensors for fitting: currents, rate-space data, drive targets and exogenous inputs."""
+    """Tensors for fitting: currents, rate-space data, start states, targets, inputs and reset points."""
     x = torch.as_tensor(data.rates, dtype=torch.float64)
     h = model.currents_from_rates(x) if space == "rates" else x
     rates = model.phi(h)
@@ -253,11 +276,17 @@ def fit_data(model: DataConstrainedRNN, data: RNNData, space: str, device: torch
     if model.n_inferred:
         parts.append(model.basis(data.n_samples).double().expand(data.n_trials, -1, -1))
     exog = torch.cat(parts, dim=-1) if parts else None
+    resets = None
+    if data.reset_points:
+        resets = torch.zeros(data.n_trials, data.n_samples, dtype=torch.bool, device=device)
+        resets[:, list(data.reset_points)] = True
 
     def move(t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else t.to(device=device, dtype=dtype).contiguous()
 
-    return FitData(h=move(h), rates=move(rates), targets=move(model.drive_targets(h)), exog=move(exog))
+    start = h if model.cfg.initial_state == "currents" else x
+    return FitData(h=move(h), rates=move(rates), start=move(start), targets=move(model.drive_targets(h, rates)),
+                   exog=move(exog), resets=resets)
 
 
 def pvar(data: torch.Tensor, fitted: torch.Tensor) -> float:
@@ -272,26 +301,26 @@ def free_run(model: DataConstrainedRNN, fd: FitData, noise_seed: int = 0) -> tup
 
     Returns:
         model rates (trial, N, time), pVar against the data, and chi2 (sum over samples of the mean squared
-        error between the model's drive and the drive targets).
+        error between the model's output and the targets).
     """
     n_trials, _, n_samples = fd.h.shape
-    drives = torch.empty(n_samples, *fd.h.shape[:2], device=fd.h.device, dtype=fd.h.dtype)
+    outputs = torch.empty(n_samples, *fd.h.shape[:2], device=fd.h.device, dtype=fd.h.dtype)
 
     def record(i: int, r: torch.Tensor, drive: torch.Tensor) -> None:
-        drives[i] = drive
+        outputs[i] = model.output(r, drive)
 
     noise = model.make_noise(n_trials, n_samples, noise_seed, fd.h.device, fd.h.dtype)
-    rates = model.simulate(fd.h[:, :, 0], fd.exog, n_samples, noise=noise, on_sample=record)
-    return rates, pvar(fd.rates, rates), chi2(drives, fd.targets)
+    rates = model.simulate(fd.start, fd.exog, n_samples, noise=noise, on_sample=record, resets=fd.resets)
+    return rates, pvar(fd.rates, rates), chi2(outputs, fd.targets)
 
 
-def chi2(drives: torch.Tensor, targets: torch.Tensor) -> float:
-    """CURBD's chi2: sum over samples of the mean squared drive error.
+def chi2(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """CURBD's chi2: sum over samples of the mean squared error.
 
     Args:
-        drives: (time, trial, N) model drive at each sample; targets: (trial, N, time).
+        outputs: (time, trial, N) model output (rates or drive) at each sample; targets: (trial, N, time).
     """
-    return float((drives - targets.permute(2, 0, 1)).pow(2).mean(dim=(1, 2)).sum())
+    return float((outputs - targets.permute(2, 0, 1)).pow(2).mean(dim=(1, 2)).sum())
 
 
 def save_model(model: DataConstrainedRNN, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:

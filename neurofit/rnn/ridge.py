@@ -20,12 +20,14 @@ from neurofit.rnn.model import DataConstrainedRNN, FitData, free_run
 def normal_equations(model: DataConstrainedRNN, fd: FitData,
                      cfg: RidgeConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Gram matrix G = X^T X + diag(penalties) (regressors x regressors) and C = Y^T X (N x regressors),
-    X = [data rates, exogenous inputs] and Y = drive targets, over all trials and samples."""
+    X = [data rates, exogenous inputs] and Y = drive targets, over all trials and samples (with
+    ``model.target: rates``, whose error is not linear in the weights, the ``drive`` targets)."""
     n_trials, n, n_samples = fd.rates.shape
     x = fd.rates.transpose(1, 2).reshape(n_trials * n_samples, n)
     if fd.exog is not None:
         x = torch.cat([x, fd.exog.reshape(n_trials * n_samples, -1)], dim=1)
-    y = fd.targets.transpose(1, 2).reshape(n_trials * n_samples, n)
+    targets = model.drive_targets(fd.h, fd.rates, "drive") if model.cfg.target == "rates" else fd.targets
+    y = targets.transpose(1, 2).reshape(n_trials * n_samples, n)
     penalty = torch.full((x.shape[1],), cfg.alpha_inputs, device=x.device, dtype=x.dtype)
     penalty[:n] = cfg.alpha
     return x.T @ x + torch.diag(penalty), y.T @ x

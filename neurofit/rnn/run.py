@@ -2,12 +2,14 @@
 
 ``RUN/`` holds ``config.yaml`` (resolved), ``model.pt`` (the fitted model), ``fit.npz`` (data and model rates,
 exogenous inputs), ``metrics.json`` and ``fit_curve.png``; ``rnn currents`` adds ``currents.zarr``,
-``rasters.png``, ``current_grid.png`` and ``block_norms.png``. Every file is written to a temporary name
-and renamed into place, so an interrupted run never leaves a half-written file.
+``rasters.png``, ``current_grid.png`` and ``block_norms.png``, and with ``--necessity`` ``necessity.json``.
+Every file is written to a temporary name and renamed into place, so an interrupted run never leaves a
+half-written file.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from collections.abc import Callable
@@ -22,11 +24,12 @@ from neurofit.data.store import write_zarr
 from neurofit.errors import DataError
 from neurofit.io import atomic_write_text, save_npz, write_json
 from neurofit.rnn import plots
-from neurofit.rnn.config import FitConfig
+from neurofit.rnn.config import FitConfig, load_config
 from neurofit.rnn.currents import decompose
 from neurofit.rnn.data import load_rnn_data
 from neurofit.rnn.fit import fit
-from neurofit.rnn.model import exogenous_names, free_run, load_model, save_model, to_numpy
+from neurofit.rnn.model import exogenous_names, load_model, save_model, to_numpy
+from neurofit.rnn.necessity import necessity
 from neurofit.rundir import RunDir
 
 
@@ -45,8 +48,8 @@ def fit_run(data_path: str | os.PathLike, out: str | os.PathLike, cfg: FitConfig
     data = load_rnn_data(data_path, cfg.data.normalize, cfg.data.recording)
     outcome = fit(data, cfg, device, log)
     model, fd = outcome.model, outcome.data
-    rates, final_pvar, final_chi2 = free_run(model, fd, noise_seed=model.cfg.seed)
-    fresh_pvar = free_run(model, fd, noise_seed=model.cfg.seed + 1000)[1]
+    rates, final_pvar, final_chi2 = outcome.evaluate(model.cfg.seed)
+    fresh_pvar = outcome.evaluate(model.cfg.seed + 1000)[1]
     share = decompose(model, rates, fd.exog)["variance_share"]
     run.start(replace_early)
     # The config alone, so it loads back as --config; the data and device are recorded in metrics.json.
@@ -95,3 +98,22 @@ def currents_run(run: str | os.PathLike) -> Path:
     plots.plot_current_grid(ds, run / "current_grid.png")
     plots.plot_block_norms(ds, run / "block_norms.png")
     return path
+
+
+def necessity_run(run: str | os.PathLike, *, inits: int, runs: int, holdout: float, window: int,
+                  device: str = "cpu", log: Callable[[str], None] | None = None) -> Path:
+    """The necessity test (``neurofit.rnn.necessity``) of run directory ``run`` on the data it was fitted to,
+    with its config; writes and returns ``RUN/necessity.json``."""
+    run = Path(run)
+    for name in ("config.yaml", "metrics.json"):
+        if not (run / name).exists():
+            raise DataError(f"{run}: no {name} (is this a finished 'neurofit rnn fit' run directory?)")
+    cfg = load_config(run / "config.yaml")
+    try:
+        data_path = json.loads((run / "metrics.json").read_text())["data_path"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{run / 'metrics.json'}: damaged ({type(err).__name__}: {err})") from None
+    data = load_rnn_data(data_path, cfg.data.normalize, cfg.data.recording)
+    result = necessity(data, cfg, inits=inits, runs=runs, holdout=holdout, window=window, device=device, log=log)
+    write_json(run / "necessity.json", {"data_path": data_path, **result})
+    return run / "necessity.json"

@@ -1,15 +1,21 @@
-"""Multi-region RNN ground truth for the data-constrained RNN (after CURBD's three-region simulation).
+"""Multi-region RNN ground truth for the data-constrained RNN: coupled tanh rate networks with known
+currents, in two presets.
 
-Each region is a chaotic tanh rate network; regions are coupled by known, sparse projections (some region
-pairs have none, so a fit can be checked for false currents). Two external drivers enter through known
-weights: a sequence-like travelling bump over ``n_seq`` input channels into the second region, and a
-fixed-point input (a constant pattern that switches once) into the third. The dynamics, Euler-stepped at
-the sampling step (the same convention ``neurofit.rnn`` fits)::
+- ``default``: each region a chaotic tanh network; regions coupled by known, random sparse projections (some
+  region pairs have none, so a fit can be checked for false currents); a travelling-bump driver over
+  ``n_seq`` channels into the second region and a fixed-point driver into the third, both recorded as the
+  Recording's ``inputs``.
+- ``curbd``: CURBD's own three-region simulation (``threeRegionSim``, Perich et al.), built in
+  ``regions_curbd.py``: one-to-one inter-region links on 5% of units, a sequence into B and a fixed point into
+  C that are kept out of the Recording unless asked for.
+
+Both share the dynamics, Euler-stepped at the sampling step (the convention ``neurofit.rnn`` fits)::
 
     h[t+1] = h[t] + dt / tau * (-h[t] + J tanh(h[t]) + W_in u[t])
 
-The truth saved with the recording holds J, W_in, the noise-free rates and the currents into every unit
-split by source (each region and the external input), so recovery of inter-region currents is measurable.
+and the truth saved with the recording: J, W_in, the outside inputs u, the rates and the currents into every
+unit split by source (each region and each group of outside inputs), so recovery of inter-region currents is
+measurable.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from neurofit.errors import ConfigError
 REGION_NAMES = ("A", "B", "C", "D", "E", "F")
 #: Default projections (source, target). B->A and C->B are absent on purpose.
 DEFAULT_PROJECTIONS = (("A", "B"), ("B", "C"), ("C", "A"), ("A", "C"))
+PRESETS = ("default", "curbd")
 
 
 @dataclass
@@ -36,23 +43,28 @@ class RegionsSimulation:
     """Arrays of one simulated multi-region recording.
 
     Attributes:
-        rates: (trial, frame, neuron) tanh rates.
-        inputs: (trial, frame, input_channel) external drivers.
-        regions: (neuron,) region label of each unit.
-        input_channels: (input_channel,) channel names (``seq_*`` then ``fp_*``).
+        rates: (trial, frame, neuron) recorded rates: tanh(h) / ``rate_scale``.
+        inputs: (trial, frame, input_channel) outside drivers u.
+        regions: (neuron,) region label of each unit (contiguous blocks).
+        input_channels: (input_channel,) channel names.
+        input_sources: (input_channel,) the source group of each channel (``input``, ``sequence``, ...).
         J: (neuron, neuron) recurrent weights [post, pre].
         W_in: (neuron, input_channel) input weights.
-        currents: (trial, frame, neuron, source) drive into each unit by source; sources are the region
-            names then ``"input"``; their sum is the full drive J r + W_in u.
+        currents: (trial, frame, neuron, source) drive into each unit by source; sources are the region names
+            then the input groups; their sum is the full drive J tanh(h) + W_in u.
         sources: (source,) names of the last axis of ``currents``.
         dt: sampling step in seconds; tau: unit time constant in seconds.
         projections: (source, target) region pairs that are connected.
+        rate_scale: (neuron,) divisor applied to tanh(h) (CURBD normalises each region by its peak; 1 else).
+        record_inputs: whether the Recording carries ``inputs`` (the truth always does).
+        preset: the preset that made it.
     """
 
     rates: np.ndarray
     inputs: np.ndarray
     regions: np.ndarray
     input_channels: tuple[str, ...]
+    input_sources: np.ndarray
     J: np.ndarray
     W_in: np.ndarray
     currents: np.ndarray
@@ -60,6 +72,52 @@ class RegionsSimulation:
     dt: float
     tau: float
     projections: tuple[tuple[str, str], ...]
+    rate_scale: np.ndarray
+    record_inputs: bool = True
+    preset: str = "default"
+
+
+def region_slices(regions: np.ndarray) -> dict[str, slice]:
+    """Each region's units as a slice (regions are contiguous blocks, in order of first appearance)."""
+    names = list(dict.fromkeys(regions.tolist()))
+    out = {}
+    for name in names:
+        idx = np.flatnonzero(regions == name)
+        out[name] = slice(int(idx[0]), int(idx[-1]) + 1)
+    return out
+
+
+def integrate(J: np.ndarray, W_in: np.ndarray, inputs: np.ndarray, h0: np.ndarray, regions: np.ndarray,
+              input_sources: np.ndarray, dt: float, tau: float, burn_in: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Euler-step one trial and record its rates and per-source currents.
+
+    Args:
+        J: (N, N); W_in: (N, C); inputs: (burn_in + T, C) outside drivers; h0: (N,) initial currents;
+        regions: (N,) labels; input_sources: (C,) group of each input channel; dt, tau: seconds;
+        burn_in: leading steps simulated but not recorded.
+    Returns:
+        rates (T, N) tanh rates and currents (T, N, regions + input groups).
+    """
+    blocks = list(region_slices(regions).values())
+    # Each input group's columns and weights, taken once: a boolean index inside the loop copies W_in each step.
+    groups = [np.flatnonzero(input_sources == g) for g in dict.fromkeys(input_sources.tolist())]
+    group_weights = [W_in[:, cols] for cols in groups]
+    n_samples = inputs.shape[0] - burn_in
+    rates = np.empty((n_samples, len(h0)))
+    currents = np.empty((n_samples, len(h0), len(blocks) + len(groups)))
+    now = np.empty((len(h0), len(blocks) + len(groups)))  # this step's currents; their sum is the drive
+    alpha = dt / tau
+    h = h0
+    for t in range(inputs.shape[0]):
+        r = np.tanh(h)
+        for k, block in enumerate(blocks):
+            now[:, k] = J[:, block] @ r[block]
+        for k, (cols, weights) in enumerate(zip(groups, group_weights)):
+            now[:, len(blocks) + k] = weights @ inputs[t, cols]
+        if t >= burn_in:
+            rates[t - burn_in], currents[t - burn_in] = r, now
+        h = h + alpha * (-h + now.sum(axis=1))
+    return rates, currents
 
 
 def simulate_regions(seed: int = 0, *, n_regions: int = 3, n_units: int = 300, n_samples: int = 1200,
@@ -67,7 +125,7 @@ def simulate_regions(seed: int = 0, *, n_regions: int = 3, n_units: int = 300, n
                      projections: tuple[tuple[str, str], ...] = DEFAULT_PROJECTIONS, density: float = 0.1,
                      inter_gain: float = 0.5, n_seq: int = 10, n_fp: int = 2, input_gain: float = 1.0,
                      input_fraction: float = 0.5, burn_in: int = 200) -> RegionsSimulation:
-    """Simulate coupled tanh-RNN regions with known projections and external drivers.
+    """The ``default`` preset: coupled tanh-RNN regions with random sparse projections and external drivers.
 
     Args:
         seed: random seed (same seed, same data).
@@ -91,9 +149,7 @@ def simulate_regions(seed: int = 0, *, n_regions: int = 3, n_units: int = 300, n
     if unknown:
         raise ConfigError(f"projections name region(s) {unknown} outside {list(names)}")
     rng = np.random.default_rng(seed)
-    sizes = np.full(n_regions, n_units // n_regions)
-    sizes[: n_units % n_regions] += 1
-    regions = np.repeat(np.array(names), sizes)
+    regions = split_units(n_units, names)
     index = {name: np.flatnonzero(regions == name) for name in names}
 
     J = np.zeros((n_units, n_units))
@@ -106,8 +162,7 @@ def simulate_regions(seed: int = 0, *, n_regions: int = 3, n_units: int = 300, n
         scale = inter_gain / math.sqrt(density * len(pre))
         J[np.ix_(post, pre)] = mask * scale * rng.standard_normal((len(post), len(pre)))
 
-    total = n_samples + burn_in
-    inputs, channels = _drivers(total, n_seq, n_fp, burn_in)
+    inputs, channels = _drivers(n_samples + burn_in, n_seq, n_fp, burn_in)
     W_in = np.zeros((n_units, n_seq + n_fp))
     drivers = ((index[names[1 % n_regions]], np.arange(n_seq)),
                (index[names[2 % n_regions]], np.arange(n_seq, n_seq + n_fp)))
@@ -115,24 +170,22 @@ def simulate_regions(seed: int = 0, *, n_regions: int = 3, n_units: int = 300, n
         receivers = rng.choice(target, size=int(round(input_fraction * len(target))), replace=False)
         W_in[np.ix_(receivers, cols)] = input_gain * rng.standard_normal((len(receivers), len(cols)))
 
-    rates = np.empty((n_trials, n_samples, n_units))
-    currents = np.empty((n_trials, n_samples, n_units, n_regions + 1))
-    alpha = dt / tau
-    for trial in range(n_trials):
-        h = rng.uniform(-1.0, 1.0, n_units)
-        for t in range(total):
-            r = np.tanh(h)
-            drive_in = W_in @ inputs[t]
-            if t >= burn_in:
-                rates[trial, t - burn_in] = r
-                for k, name in enumerate(names):
-                    currents[trial, t - burn_in, :, k] = J[:, index[name]] @ r[index[name]]
-                currents[trial, t - burn_in, :, -1] = drive_in
-            h = h + alpha * (-h + J @ r + drive_in)
+    sources = np.full(n_seq + n_fp, "input")
+    runs = [integrate(J, W_in, inputs, rng.uniform(-1.0, 1.0, n_units), regions, sources, dt, tau, burn_in)
+            for _ in range(n_trials)]
     u = np.broadcast_to(inputs[burn_in:], (n_trials, n_samples, inputs.shape[1])).copy()
-    return RegionsSimulation(rates=rates, inputs=u, regions=regions, input_channels=channels, J=J, W_in=W_in,
-                             currents=currents, sources=(*names, "input"), dt=dt, tau=tau,
-                             projections=tuple(tuple(p) for p in projections))
+    return RegionsSimulation(rates=np.stack([r for r, _ in runs]), inputs=u, regions=regions,
+                             input_channels=channels, input_sources=sources, J=J, W_in=W_in,
+                             currents=np.stack([c for _, c in runs]),
+                             sources=(*names, "input"), dt=dt, tau=tau,
+                             projections=tuple(tuple(p) for p in projections), rate_scale=np.ones(n_units))
+
+
+def split_units(n_units: int, names: tuple[str, ...]) -> np.ndarray:
+    """(n_units,) region labels: contiguous blocks as equal as possible (the first ones one larger)."""
+    sizes = np.full(len(names), n_units // len(names))
+    sizes[: n_units % len(names)] += 1
+    return np.repeat(np.array(names), sizes)
 
 
 def _drivers(total: int, n_seq: int, n_fp: int, burn_in: int) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -153,34 +206,64 @@ def _drivers(total: int, n_seq: int, n_fp: int, burn_in: int) -> tuple[np.ndarra
 
 
 def regions_recording(sim: RegionsSimulation, name: str = "regions") -> tuple[xr.Dataset, xr.Dataset]:
-    """The Recording (responses, inputs, ``region`` coordinate) and its truth dataset."""
+    """The Recording (responses, ``region`` coordinate, and ``inputs`` when ``sim.record_inputs``) and its
+    truth dataset (rates, currents by source, J, W_in, the outside inputs, the rate scale)."""
     n_trials, _, n_units = sim.rates.shape
     order = {r: i for i, r in enumerate(dict.fromkeys(sim.regions.tolist()))}
     x_um = np.array([order[r] * 1000.0 for r in sim.regions]) + np.linspace(0.0, 500.0, n_units)
+    given = {"inputs": sim.inputs, "input_channels": sim.input_channels} if sim.record_inputs else {}
     ds = make_recording(
-        None, sim.rates, name=name, source="neurofit.simulate.regions",
+        None, sim.rates, name=name, source=f"neurofit.simulate.regions.{sim.preset}",
         unit_id=np.arange(n_units), x_um=x_um, y_um=np.zeros(n_units), z_um=np.zeros(n_units),
-        tier=np.full(n_trials, "train"), stimulus_id=np.arange(n_trials), inputs=sim.inputs,
-        input_channels=sim.input_channels, frame_rate_hz=1.0 / sim.dt, neuron_coords={"region": sim.regions})
+        tier=np.full(n_trials, "train"), stimulus_id=np.arange(n_trials), frame_rate_hz=1.0 / sim.dt,
+        neuron_coords={"region": sim.regions}, **given)
     truth = xr.Dataset(
         {
             "rates": (("trial", "frame", "neuron"), sim.rates.astype(np.float32)),
             "currents": (("trial", "frame", "neuron", "source"), sim.currents.astype(np.float32)),
+            "inputs": (("trial", "frame", "input_channel"), sim.inputs.astype(np.float32)),
             "J": (("neuron", "source_neuron"), sim.J),
             "W_in": (("neuron", "input_channel"), sim.W_in),
+            "rate_scale": (("neuron",), sim.rate_scale),
         },
         coords={"source": list(sim.sources), "input_channel": list(sim.input_channels),
-                "region": ("neuron", sim.regions)},
-        attrs={"tau_s": sim.tau, "dt_s": sim.dt, "projections": attrs_json([list(p) for p in sim.projections])},
+                "input_source": ("input_channel", sim.input_sources), "region": ("neuron", sim.regions)},
+        attrs={"tau_s": sim.tau, "dt_s": sim.dt, "projections": attrs_json([list(p) for p in sim.projections]),
+               "preset": sim.preset, "inputs_recorded": int(sim.record_inputs),
+               "description": "rates = tanh(h) / rate_scale as recorded; currents in units of h (drive into "
+                              "each unit by source region or input group; they sum to J tanh(h) + W_in u)"},
     )
     return ds, truth
 
 
-def simulate_regions_store(out: str | os.PathLike, *, seed: int = 0, overwrite: bool = False) -> Path:
-    """Simulate the default three-region dataset (300 units, 1,200 samples) and write it to a store.
+def simulate_regions_store(out: str | os.PathLike, *, preset: str = "default", seed: int = 0,
+                           units: int = 300, trials: int = 1, amp_inter_region: float | None = None,
+                           record_inputs: bool = False, overwrite: bool = False) -> Path:
+    """Simulate a preset and write it to a store with one recording ``regions`` and its truth group.
 
-    The store holds one recording ``regions`` with its truth group (J, W_in, noise-free rates, currents by
-    source). Returns the store path.
+    Args:
+        preset: ``default`` (1,200 samples, inputs recorded) or ``curbd`` (CURBD's ``threeRegionSim``, 1,201
+            samples; its outside inputs only in the truth unless ``record_inputs``).
+        units: total units, split evenly over three regions; trials: trials (new initial states).
+        amp_inter_region: CURBD's ``ampInterReg`` (curbd preset only; default 0.02).
+    Returns:
+        The store path.
     """
-    ds, truth = regions_recording(simulate_regions(seed))
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown regions preset {preset!r} (choose from {list(PRESETS)})")
+    if units < 3 or trials < 1:
+        raise ConfigError(f"--units must be at least 3 (one per region) and --trials at least 1, got {units} and "
+                          f"{trials}")
+    if preset == "curbd":
+        from neurofit.data.simulate.regions_curbd import CURBD_DEFAULTS, simulate_curbd
+
+        amp = CURBD_DEFAULTS["amp_inter_region"] if amp_inter_region is None else amp_inter_region
+        sim = simulate_curbd(seed, n_units=units, n_trials=trials, amp_inter_region=amp,
+                             record_inputs=record_inputs)
+    else:
+        if amp_inter_region is not None or record_inputs:
+            raise ConfigError("--amp-inter-region and --record-inputs apply to --preset curbd (the default "
+                              "preset records its inputs and sets its projections itself)")
+        sim = simulate_regions(seed, n_units=units, n_trials=trials)
+    ds, truth = regions_recording(sim)
     return write_store(out, {"regions": ds}, {"regions": truth}, overwrite=overwrite)
