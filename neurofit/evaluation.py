@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from neurofit.data.datamodule import RecordingArrays, load_arrays, tier_trials
+from neurofit.data.recording import first_unfinite_recorded
 from neurofit.data.store import list_recordings, open_recording, open_truth
 from neurofit.errors import DataError
 from neurofit.io import atomic_path, write_json
@@ -43,10 +44,10 @@ def predict_trials(run: Run, data: str | os.PathLike, recording: str,
     if not len(trials):
         raise DataError(f"{data}: recording {recording!r} has no {tier!r} trials with responses")
     batch = arrays.read(trials)
-    recorded = batch.get("response_mask", np.ones(batch["responses"].shape[:-1], dtype=bool))
-    if not np.isfinite(batch["responses"][recorded]).all():
-        raise DataError(f"{data}: recording {recording!r}: responses contain NaN or inf on {tier!r} trials "
-                        "where response_mask is True")
+    row = first_unfinite_recorded(batch["responses"], batch.get("response_mask"))
+    if row is not None:
+        raise DataError(f"{data}: recording {recording!r}: responses contain NaN or inf at trial {trials[row]} "
+                        f"(tier {tier!r}, where response_mask is True)")
     pred = run.predict(recording, batch["stimulus"], batch.get("behavior"), batch.get("pupil_center"))
     return arrays, trials, batch, pred
 

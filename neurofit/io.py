@@ -7,6 +7,7 @@ write to the same file."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 from collections.abc import Iterator
@@ -32,12 +33,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 def _remove_stale_temporaries(path: Path) -> None:
     """Delete temporaries of ``path`` whose writing process no longer exists (killed mid-write)."""
-    if not path.parent.is_dir():
-        return
-    for tmp in path.parent.glob(f".{path.stem}.tmp-*{path.suffix}"):
-        pid = tmp.name[len(f".{path.stem}.tmp-"):len(tmp.name) - len(path.suffix)]
+    for tmp in dead_writers(path.parent, f".{path.stem}.tmp-", path.suffix):
+        tmp.unlink(missing_ok=True)
+
+
+def dead_writers(parent: Path, prefix: str, suffix: str = "") -> list[Path]:
+    """Entries of ``parent`` named ``prefix + PID[-...] + suffix`` (a temporary file or partial folder) whose
+    writing process no longer exists: what a killed write left behind, safe to delete."""
+    if not parent.is_dir():
+        return []
+    stale = []
+    for entry in parent.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}"):
+        pid = entry.name[len(prefix):len(entry.name) - len(suffix)].split("-")[0]
         if pid.isdigit() and not process_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
+            stale.append(entry)
+    return stale
 
 
 def process_alive(pid: int) -> bool:

@@ -22,6 +22,8 @@ from neurofit.config import ExperimentConfig, load_config
 from neurofit.errors import ConfigError, DataError
 from neurofit.rundir import RunDir
 
+#: Config values that legitimately differ between seeds of one architecture.
+PER_SEED = ("training.seed", "data.path")
 #: Metrics summarised over seeds; oracle correlation is left out because it depends on the data only.
 TABLE_METRICS = ("single_trial_correlation", "correlation_to_average", "feve", "fraction_of_ceiling")
 #: Per-neuron columns of ``neurons.csv`` (written by ``neurofit.evaluation``).
@@ -136,14 +138,6 @@ def split_fingerprint(data: str | os.PathLike, recordings: list[str]) -> str:
     return digest.hexdigest()
 
 
-def _identity(config: ExperimentConfig) -> dict:
-    """The config without what legitimately differs between seeds of one architecture."""
-    cfg = config.to_data()
-    cfg["training"].pop("seed", None)
-    cfg["data"].pop("path", None)
-    return cfg
-
-
 def check_comparable(results: list[RunResult]) -> None:
     """Raise a ``DataError`` unless all runs were scored on the same tier, neurons and data splits, every
     architecture's runs share one config (apart from seed) and no (architecture, seed) repeats."""
@@ -170,7 +164,7 @@ def check_comparable(results: list[RunResult]) -> None:
                             f"with seed {r.seed}")
         seen[r.architecture, r.seed] = r.path
         base = configs.setdefault(r.architecture, r)
-        if _identity(r.config) != _identity(base.config):
+        if r.config.identity(*PER_SEED) != base.config.identity(*PER_SEED):
             raise DataError(f"{r.path} and {base.path}: both named {r.architecture!r} but their configs differ "
                             "(give the variants different config names)")
 

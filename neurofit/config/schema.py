@@ -320,6 +320,18 @@ class ExperimentConfig:
         skip = self.evaluation.skip_frames
         return self.training.skip_frames if skip is None else skip
 
+    def identity(self, *ignore: str) -> dict[str, Any]:
+        """``to_data()`` without the dotted keys in ``ignore`` (``"training.seed"``): what two configs must
+        share to count as the same experiment when those keys may differ."""
+        data = self.to_data()
+        for dotted in ignore:
+            *sections, key = dotted.split(".")
+            node = data
+            for section in sections:
+                node = node[section]
+            node.pop(key)
+        return data
+
     def to_data(self) -> dict[str, Any]:
         """The complete config as YAML-ready data; ``load_config`` of it gives this config back."""
         return {"name": self.name, "type": self.type, "description": self.description,

@@ -200,6 +200,15 @@ def validate(ds: xr.Dataset, name: str | None = None, check_values: bool = True)
         _check_finite(ds, fail)
 
 
+def first_unfinite_recorded(responses: np.ndarray, mask: np.ndarray | None) -> int | None:
+    """Index of the first trial whose responses (trial, [frame,] neuron) hold NaN or inf where ``mask``
+    (trial, [frame]; None: everywhere) says they were recorded, else None."""
+    bad = ~np.isfinite(responses)
+    if mask is not None:
+        bad &= mask[..., None]
+    return int(np.argwhere(bad)[0][0]) if bad.any() else None
+
+
 def _check_finite(ds: xr.Dataset, fail) -> None:
     """Responses must be finite wherever the mask says they were recorded; inputs must be finite everywhere
     that responses are used. Scans trial blocks so a store larger than memory can be checked."""
@@ -210,10 +219,9 @@ def _check_finite(ds: xr.Dataset, fail) -> None:
         resp = np.asarray(block["responses"].values)
         mask = (np.asarray(block["response_mask"].values) if "response_mask" in block.data_vars
                 else np.ones(resp.shape[:-1], dtype=bool))
-        bad = ~np.isfinite(resp) & mask[..., None]
-        if bad.any():
-            trial = start + int(np.argwhere(bad)[0][0])
-            fail(f"responses contain NaN or inf at trial {trial} (where response_mask is True)")
+        row = first_unfinite_recorded(resp, mask)
+        if row is not None:
+            fail(f"responses contain NaN or inf at trial {start + row} (where response_mask is True)")
         tiers = np.asarray(block["tier"].values).astype(str)
         empty = np.isin(tiers, RESPONSES_REQUIRED_TIERS) & ~mask.reshape(len(tiers), -1).any(axis=1)
         if empty.any():

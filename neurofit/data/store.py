@@ -8,7 +8,6 @@ valid store. Reads are lazy: arrays stay on disk until indexed, so stores larger
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import shutil
@@ -24,7 +23,7 @@ import zarr
 
 from neurofit.data.recording import validate
 from neurofit.errors import DataError, NeurofitError
-from neurofit.io import process_alive
+from neurofit.io import dead_writers
 
 STORE_MARKER = "neurofit_store"
 #: Target bytes per chunk along ``trial``: large enough for fast sequential reads, small enough that a
@@ -145,11 +144,8 @@ def partial_dir(path: Path) -> Path:
     name carries the writing process's id, so the partial folders of killed writes to the same target
     (which no later run would otherwise remove) are deleted here."""
     prefix = f".{path.name}.partial-"
-    if path.parent.is_dir():
-        for stale in path.parent.glob(f"{glob.escape(prefix)}*"):
-            pid = stale.name[len(prefix):].split("-")[0]
-            if pid.isdigit() and not process_alive(int(pid)):
-                shutil.rmtree(stale, ignore_errors=True)
+    for stale in dead_writers(path.parent, prefix):
+        shutil.rmtree(stale, ignore_errors=True)
     return path.parent / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 

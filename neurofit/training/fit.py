@@ -24,6 +24,8 @@ from neurofit.training.callbacks import AtomicCheckpointIO, save_init_checkpoint
 from neurofit.training.log_history import logged_rows, restore_rows
 
 log = logging.getLogger(__name__)
+#: The one config value a resumed run may change (``--max-epochs``).
+RESUMABLE = "training.max_epochs"
 
 
 def is_launcher_rank() -> bool:
@@ -109,7 +111,7 @@ def _run_config(run: RunDir, config: str | os.PathLike, data: str | os.PathLike,
     if not resuming:
         return fresh
     cfg = load_config(saved)
-    if _identity(fresh) != _identity(cfg):
+    if fresh.identity(RESUMABLE) != cfg.identity(RESUMABLE):
         raise ConfigError(f"{saved}: --set {' '.join(overrides)} differs from the config of the run being "
                           "resumed (a resumed run keeps its config; only --max-epochs may change)")
     return cfg
@@ -122,16 +124,9 @@ def _check_matches(run: RunDir, cfg: ExperimentConfig, checkpoint: dict) -> None
         trained = experiment_from_data(checkpoint["hyper_parameters"]["config"], "checkpoint")
     except (ConfigError, KeyError, TypeError) as err:
         raise DataError(f"{run.file('checkpoints/last.ckpt')}: holds no usable config ({err})") from None
-    if _identity(trained) != _identity(cfg):
+    if trained.identity(RESUMABLE) != cfg.identity(RESUMABLE):
         raise DataError(f"{run.file('config.yaml')}: differs from the config in checkpoints/last.ckpt (edited or "
                         "damaged?); restore it, or fit a new run")
-
-
-def _identity(cfg: ExperimentConfig) -> dict:
-    """A config without the epoch budget, the one thing a resumed run may change."""
-    data = cfg.to_data()
-    data["training"].pop("max_epochs")
-    return data
 
 
 def _earlier_wall_s(out: Path) -> float:
