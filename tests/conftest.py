@@ -52,3 +52,13 @@ def tiny_store(tmp_path):
     for i, n in enumerate((12, 9)):
         recs[f"m{i}"], truths[f"m{i}"] = tiny_recording(f"m{i}", n_neurons=n, seed=i)
     return write_store(tmp_path / "tiny.zarr", recs, truths)
+
+
+def static_and_video_stores(root) -> dict:
+    """A static and a video (12-frame) store under ``root``, two recordings each (12 and 9 neurons)."""
+    out = {}
+    for kind, frames in (("static", 0), ("video", 12)):
+        recs = {f"m{i}": tiny_recording(f"m{i}", n_neurons=n, seed=i, video_frames=frames)[0]
+                for i, n in enumerate((12, 9))}
+        out[kind] = write_store(root / f"{kind}.zarr", recs)
+    return out

@@ -17,12 +17,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--max-epochs", type=int, default=None,
                      help="override training.max_epochs (with --resume: train a finished run further)")
     fit.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
-    fit.add_argument("--devices", default="auto", help="number of devices per node, or auto")
-    fit.add_argument("--num-nodes", type=int, default=1)
-    fit.add_argument("--strategy", default="auto", help="auto or ddp")
+    fit.add_argument("--devices", default="auto",
+                     help="processes per node (GPUs, or CPU processes), or auto (1 CPU process, every visible "
+                          "GPU, or what torchrun/srun started per node)")
+    fit.add_argument("--num-nodes", type=int, default=1, help="nodes; more than one needs torchrun or srun")
+    fit.add_argument("--strategy", default="auto", help="auto or ddp (more than one process trains with DDP)")
     fit.add_argument("--logger", default="csv", choices=["csv", "wandb"],
                      help="csv always; wandb adds an offline wandb run")
     fit.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.ckpt")
+    fit.add_argument("--init-from", default=None, metavar="RUN",
+                     help="start the core from this fitted run's best checkpoint (training.init_from); readouts "
+                          "for the new recordings start fresh")
+    fit.add_argument("--freeze", default=None, metavar="core|none",
+                     help="with --init-from: core trains only the per-recording parts, none fine-tunes everything "
+                          "(training.freeze [none]; training.core_lr_scale scales the core's learning rate)")
     fit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set training.lr=0.003 (repeatable)")
     fit.add_argument("--evaluate", action="store_true", help="evaluate on the test tier after fitting")
@@ -60,7 +68,8 @@ def _fit(args: argparse.Namespace) -> int:
 
     out = fit(args.data, args.config, args.out, seed=args.seed, max_epochs=args.max_epochs,
               accelerator=args.accelerator, devices=_devices(args.devices), num_nodes=args.num_nodes,
-              strategy=args.strategy, logger=args.logger, resume=args.resume, overrides=args.overrides)
+              strategy=args.strategy, logger=args.logger, resume=args.resume, overrides=args.overrides,
+              init_from=args.init_from, freeze=args.freeze)
     print(f"fitted {out}")
     if args.evaluate:
         return print_evaluation(str(out), None, "test", figures=True)

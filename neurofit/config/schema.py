@@ -20,6 +20,10 @@ from neurofit.errors import ConfigError
 STRUCTURAL = frozenset({"in_channels", "n_neurons", "coords_um", "image_shape", "height", "width", "n_channels",
                         "embedding_dim", "feature_dim", "positions_um"})
 PRECISIONS = Literal["32-true", "32", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true"]
+#: torch.compile modes (``training.compile_mode``).
+COMPILE_MODES = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+#: What a run started from another run's core freezes (``training.freeze``, ``--freeze``).
+FREEZE = Literal["none", "core"]
 _MAX_TIME = re.compile(r"^\d{1,2}:\d{2}:\d{2}:\d{2}$")
 
 
@@ -250,11 +254,19 @@ class TrainingConfig:
         scheduler: ``plateau`` (decay by lr_decay_factor after lr_patience stalled validations), ``step``
             (after each epoch in lr_milestones) or ``cosine`` (warm-up over warmup_epochs, then cosine decay).
         regularization: penalty weights. cutmix: stimulus mixing augmentation (CutMixConfig).
-        precision: Lightning precision. ema_decay: validate, checkpoint and
+        precision: Lightning precision (``16-mixed`` needs a GPU). sync_batchnorm: under DDP, normalise with
+            the statistics of the global batch (every process's trials), so W processes with batch B each train
+            as one process with batch W x B; no effect in one process. compile: ``torch.compile`` the core for
+            training (``compile_mode``: its mode; on CPU it needs a C++ compiler). channels_last: train the
+            core in channels-last memory format (its weights and inputs). ema_decay: validate, checkpoint and
             analyse a moving average of the weights (e.g. 0.999), null for the trained weights.
         skip_frames: burn-in frames per video trial without loss. tbptt_frames: truncated BPTT chunk (video
             cores; 0 trains whole trials). gradient_clip_val: norm clip (null: none). deterministic: torch
             deterministic algorithms. log_every_n_steps, val_check_interval: Lightning's. seed: set by --seed.
+        init_from: a fitted encoder run whose core (from ``checkpoints/best.ckpt``; its moving average with
+            ema_decay) this run starts from (``--init-from``; saved as an absolute path), null for a fresh core.
+            freeze: ``core`` trains only the per-recording parts (the core in eval mode, out of the optimiser),
+            ``none`` trains everything. core_lr_scale: the core's learning rate over ``lr`` when it trains.
     """
 
     max_epochs: int = field(default=12, metadata=check(ge=1))
@@ -271,6 +283,10 @@ class TrainingConfig:
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     cutmix: CutMixConfig = field(default_factory=CutMixConfig)
     precision: PRECISIONS = "32-true"
+    sync_batchnorm: bool = True
+    compile: bool = False
+    compile_mode: COMPILE_MODES = "default"
+    channels_last: bool = False
     ema_decay: float | None = field(default=None, metadata=check(gt=0, lt=1))
     skip_frames: int = field(default=0, metadata=check(ge=0))
     tbptt_frames: int = field(default=0, metadata=check(ge=0))
@@ -279,6 +295,9 @@ class TrainingConfig:
     log_every_n_steps: int = field(default=20, metadata=check(ge=1))
     val_check_interval: float = field(default=1.0, metadata=check(gt=0))
     seed: int = 0
+    init_from: str | None = None
+    freeze: FREEZE = "none"
+    core_lr_scale: float = field(default=1.0, metadata=check(gt=0))
 
     def __post_init__(self) -> None:
         if self.max_time is not None and not _MAX_TIME.match(self.max_time):

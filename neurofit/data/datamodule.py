@@ -2,8 +2,9 @@
 
 Each batch comes from one recording (readouts differ in size). Per epoch a *schedule* of batches is drawn
 from the seed and epoch alone, so every DDP rank computes the same schedule and takes its own disjoint
-slice of every batch: ranks step through the same recordings in lockstep, see disjoint trials and always
-have the same number of batches (no hangs from uneven counts).
+part of every batch (``shard``): ranks step through the same recordings in lockstep, see disjoint trials,
+read only the chunks their own trials lie in, and always have the same number of batches (no hangs from
+uneven counts).
 
 Arrays are read from zarr lazily, or held in memory when they fit a budget. To keep streaming cheap,
 training batches are cut from shuffled windows of whole chunks (a shuffle buffer), so one batch reads a few
@@ -159,6 +160,18 @@ def epoch_schedule(trials: dict[str, np.ndarray], chunks: dict[str, int], batch_
     return schedule
 
 
+def shard(batch: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """Rank ``rank``'s part of a global batch of trial indices: the batch cut, in trial order, into
+    ``world_size`` consecutive blocks whose sizes differ by at most one, each kept in batch order. The parts are
+    disjoint and together the whole batch; as chunks hold consecutive trials, each rank reads only the chunks
+    its own trials lie in, sharing at most a chunk at each block boundary with its neighbour (interleaved
+    parts, ``batch[rank::world_size]``, would make every rank read every chunk of the batch)."""
+    if world_size == 1:
+        return batch
+    mine = np.array_split(np.argsort(batch, kind="stable"), world_size)[rank]
+    return batch[np.sort(mine)]
+
+
 class ScheduleSampler(Sampler):
     """Yields this rank's (recording, trials) batches of the epoch schedule; Lightning calls ``set_epoch``."""
 
@@ -184,7 +197,7 @@ class ScheduleSampler(Sampler):
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
         for name, batch in self._schedule():
-            yield name, batch[self.rank::self.world_size]
+            yield name, shard(batch, self.rank, self.world_size)
 
     def __len__(self) -> int:
         return len(self._schedule())

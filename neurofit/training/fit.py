@@ -11,17 +11,21 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import get_args
 
 import lightning as L
 import numpy as np
 
 from neurofit.config import ExperimentConfig, experiment_from_data, load_config, save_config
+from neurofit.config.schema import FREEZE
 from neurofit.data.datamodule import NeuralDataModule
 from neurofit.errors import ConfigError, DataError, TrainingError
 from neurofit.io import write_json
 from neurofit.rundir import RunDir
 from neurofit.training.callbacks import AtomicCheckpointIO, save_init_checkpoint
+from neurofit.training.launch import Launch, resolve_launch
 from neurofit.training.log_history import logged_rows, restore_rows
+from neurofit.training.transfer import check_transfer_options
 
 log = logging.getLogger(__name__)
 #: The one config value a resumed run may change (``--max-epochs``).
@@ -55,8 +59,12 @@ def _loggers(out: Path, kind: str, cfg: ExperimentConfig) -> list:
 def fit(data: str | os.PathLike, config: str | os.PathLike, out: str | os.PathLike, *, seed: int = 0,
         max_epochs: int | None = None, accelerator: str = "auto", devices: int | str = "auto",
         num_nodes: int = 1, strategy: str = "auto", logger: str = "csv", resume: bool = False,
-        overrides: list[str] | None = None, progress: bool = True) -> Path:
+        overrides: list[str] | None = None, progress: bool = True, init_from: str | os.PathLike | None = None,
+        freeze: str | None = None) -> Path:
     """Train the config's model on ``data`` into run dir ``out``; returns ``out``.
+
+    ``init_from`` (a fitted encoder run) and ``freeze`` ("core" or "none") set ``training.init_from`` and
+    ``training.freeze``: the core starts from that run's best checkpoint (``neurofit.training.transfer``).
 
     ``resume`` continues an interrupted run from ``checkpoints/last.ckpt`` with its saved config (``overrides``
     must agree with it); a ``max_epochs`` given with it replaces the saved epoch budget, so a finished run can
@@ -68,39 +76,52 @@ def fit(data: str | os.PathLike, config: str | os.PathLike, out: str | os.PathLi
     replace_early = run.check_new(resume) if owner else False
     last = run.file("checkpoints/last.ckpt")
     ckpt = last if resume and last.exists() else None
-    cfg = _run_config(run, config, data, seed, resume, overrides)
+    cfg = _run_config(run, config, data, seed, resume, overrides, init_from, freeze)
+    check_transfer_options(cfg)
     if ckpt is not None and owner:  # a damaged checkpoint is reported before config.yaml is rewritten
         _check_matches(run, cfg, run.read_checkpoint("last"))
     if max_epochs is not None:
         if max_epochs < 1:
             raise ConfigError(f"--max-epochs {max_epochs}: must be >= 1")
         cfg.training.max_epochs = max_epochs
+    # Checked in every process before anything is written, so a layout that cannot run stops them all alike.
+    launch = resolve_launch(accelerator, devices, num_nodes, strategy, cfg.training)
     seed = cfg.training.seed
     L.seed_everything(seed, workers=True, verbose=False)
     dm = NeuralDataModule.from_config(cfg.data, seed)
     specs = [s.to_dict() for s in dm.prepare_specs()]
     model = _build_model(cfg, specs)
+    # A resumed run's core is in its own checkpoint; RUN may even be gone by then.
+    transfer = None
+    if cfg.training.init_from is not None and ckpt is None:
+        from neurofit.training.transfer import transfer_core
+
+        transfer = transfer_core(model.encoder, cfg, dm.prepare_specs())
     if owner:
         run.start(replace_early)
         save_config(cfg, run.file("config.yaml"))
         write_json(run.file("specs.json"), specs)
     start = time.time()
-    earlier_s = _earlier_wall_s(out) if ckpt is not None else 0.0
+    earlier = _earlier_info(out) if ckpt is not None else {}
     if cfg.type == "ridge":
         info = _fit_ridge(model, dm, out)
     else:
-        info = _fit_encoder(model, cfg, dm, specs, out, ckpt, accelerator, devices, num_nodes, strategy, logger,
-                            progress)
+        info = _fit_encoder(model, cfg, dm, specs, out, ckpt, launch, logger, progress)
     if info is not None and owner:
-        info.update(seed=seed, wall_s=earlier_s + time.time() - start, config=cfg.name)
+        info.update(seed=seed, wall_s=earlier.get("wall_s", 0.0) + time.time() - start, config=cfg.name)
+        if cfg.training.init_from is not None:  # a resumed session keeps the record of the session that copied
+            info["init_from"] = transfer or earlier.get("init_from") or _transfer_settings(cfg)
         write_json(run.file("train_info.json"), info)
     return out
 
 
 def _run_config(run: RunDir, config: str | os.PathLike, data: str | os.PathLike, seed: int, resume: bool,
-                overrides: list[str] | None) -> ExperimentConfig:
+                overrides: list[str] | None, init_from: str | os.PathLike | None,
+                freeze: str | None) -> ExperimentConfig:
     """The config to train with: the run's saved one when resuming (command-line settings must agree with
-    it), else ``config`` with ``overrides``, the seed and the data path."""
+    it), else ``config`` with ``overrides``, the seed, the data path and the transfer settings."""
+    if freeze is not None and freeze not in get_args(FREEZE):
+        raise ConfigError(f"--freeze {freeze}: unknown; choose {' or '.join(get_args(FREEZE))}")
     saved = run.file("config.yaml")
     resuming = resume and saved.exists()
     if resuming and not overrides:
@@ -108,6 +129,12 @@ def _run_config(run: RunDir, config: str | os.PathLike, data: str | os.PathLike,
     fresh = load_config(config, overrides)
     fresh.training.seed = seed
     fresh.data.path = str(Path(data).resolve())
+    if init_from is not None:
+        fresh.training.init_from = str(init_from)
+    if freeze is not None:
+        fresh.training.freeze = freeze
+    if fresh.training.init_from is not None:  # the record names the run wherever the fit was started from
+        fresh.training.init_from = str(Path(fresh.training.init_from).resolve())
     if not resuming:
         return fresh
     cfg = load_config(saved)
@@ -129,11 +156,18 @@ def _check_matches(run: RunDir, cfg: ExperimentConfig, checkpoint: dict) -> None
                         "damaged?); restore it, or fit a new run")
 
 
-def _earlier_wall_s(out: Path) -> float:
-    """Fit time of the sessions before a resumed one, when a finished session recorded it (an interrupted
-    session writes no ``train_info.json``)."""
+def _earlier_info(out: Path) -> dict:
+    """``train_info.json`` of the sessions before a resumed one (their fit time, where the core came from),
+    when a finished session wrote it (an interrupted session writes none)."""
     path = out / "train_info.json"
-    return float(json.loads(path.read_text()).get("wall_s", 0.0)) if path.exists() else 0.0
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _transfer_settings(cfg: ExperimentConfig) -> dict:
+    """Where the core came from, as far as the config says (a resumed run whose first session was
+    interrupted before it wrote ``train_info.json``)."""
+    tcfg = cfg.training
+    return {"run": tcfg.init_from, "freeze": tcfg.freeze, "core_lr_scale": tcfg.core_lr_scale}
 
 
 def _build_model(cfg: ExperimentConfig, specs: list[dict]):
@@ -160,9 +194,11 @@ def _fit_ridge(model, dm: NeuralDataModule, out: Path) -> dict:
 
 
 def _fit_encoder(module, cfg: ExperimentConfig, dm: NeuralDataModule, specs: list[dict], out: Path,
-                 ckpt: Path | None, accelerator: str, devices: int | str, num_nodes: int, strategy: str,
-                 logger: str, progress: bool) -> dict | None:
+                 ckpt: Path | None, launch: Launch, logger: str, progress: bool) -> dict | None:
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+
+    from neurofit.training.speedups import apply_speedups
+    from neurofit.training.sync_batchnorm import GlobalBatchNormSync
 
     tcfg = cfg.training
     checkpoint = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor="val/correlation",
@@ -174,19 +210,19 @@ def _fit_encoder(module, cfg: ExperimentConfig, dm: NeuralDataModule, specs: lis
     callbacks = [checkpoint, last, LearningRateMonitor(logging_interval="epoch"),
                  EarlyStopping(monitor="val/correlation", mode="max", patience=tcfg.patience,
                                min_delta=tcfg.min_delta)]
-    if strategy == "ddp" and len(specs) > 1:
-        # Each step trains one recording's readout; the others get no gradient on that step.
-        strategy = "ddp_find_unused_parameters_true"
+    plugins: list = [AtomicCheckpointIO()]
+    if launch.world_size > 1 and tcfg.sync_batchnorm:
+        plugins.append(GlobalBatchNormSync())
     loggers = _loggers(out, logger, cfg)
     if ckpt is not None:  # Lightning's CSV writer would start metrics.csv afresh
         restore_rows(loggers[0], *logged_rows(out / "logs" / "metrics.csv", ckpt))
     trainer = L.Trainer(
         max_epochs=tcfg.max_epochs, max_time=tcfg.max_time, val_check_interval=tcfg.val_check_interval,
-        accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-        precision=tcfg.precision, logger=loggers, callbacks=callbacks, default_root_dir=str(out),
-        gradient_clip_val=tcfg.gradient_clip_val, deterministic=tcfg.deterministic,
+        accelerator=launch.accelerator, devices=launch.devices, num_nodes=launch.num_nodes,
+        strategy=launch.strategy(len(specs)), precision=tcfg.precision, logger=loggers, callbacks=callbacks,
+        default_root_dir=str(out), gradient_clip_val=tcfg.gradient_clip_val, deterministic=tcfg.deterministic,
         use_distributed_sampler=False, enable_progress_bar=progress, enable_model_summary=False,
-        plugins=[AtomicCheckpointIO()], log_every_n_steps=tcfg.log_every_n_steps,
+        plugins=plugins, log_every_n_steps=tcfg.log_every_n_steps,
         num_sanity_val_steps=0)
     if ckpt is None:  # a resumed run takes its positions from the checkpoint
         from neurofit.training.readout_init import init_readout_positions
@@ -197,8 +233,10 @@ def _fit_encoder(module, cfg: ExperimentConfig, dm: NeuralDataModule, specs: lis
             log.info("readout positions start at RF centres mapped from the training data of %d recording(s) "
                      "in %.1f s (median response-energy correlation %.2f)", len(strengths),
                      time.time() - mapped_at, np.median(list(strengths.values())))
+        module.restart_average()
         if is_launcher_rank():
             save_init_checkpoint(module, out / "checkpoints" / "init.ckpt")
+    apply_speedups(module.encoder.core, tcfg)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
     except SystemExit:

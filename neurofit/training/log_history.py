@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 
 from neurofit.io import atomic_path
 
@@ -30,11 +31,10 @@ def logged_rows(path: Path, checkpoint: Path) -> tuple[list[dict[str, str]], lis
 def restore_rows(csv_logger, rows: list[dict[str, str]], columns: list[str]) -> None:
     """Write ``rows`` back into the CSV logger's ``metrics.csv`` (atomically) after its writer has started,
     so the new session's rows are appended after them. Only on the rank that writes the log."""
-    if not rows:
+    # Other ranks get a placeholder experiment that answers every attribute, so ask for the rank itself.
+    if not rows or rank_zero_only.rank > 0:
         return
     writer = csv_logger.experiment  # starting the writer deletes the old file
-    if not hasattr(writer, "metrics_keys"):  # a non-zero rank's placeholder
-        return
     path = Path(writer.metrics_file_path)
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         out = csv.DictWriter(fh, fieldnames=columns)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from typing import Any
@@ -34,6 +35,11 @@ def batch_mask(batch: dict, skip_frames: int) -> torch.Tensor | None:
     return mask
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """The torch seed of DDP rank ``rank`` in a run seeded ``seed``: distinct per rank, reproducible."""
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
 def time_slice(batch: dict, frames: slice) -> dict:
     """The batch restricted to ``frames``: every tensor is sliced on its time axis (dim 1)."""
     return {k: v[:, frames] if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
@@ -56,6 +62,11 @@ class EncoderModule(L.LightningModule):
     every chunk gets its own backward pass and optimiser step with the state detached after it (Lightning
     2.x's manual-optimisation pattern). Chunks made only of burn-in frames advance the state without
     gradients. Validation runs whole trials.
+
+    With ``training.freeze: core`` the core takes no gradient, stays out of the optimiser and runs in eval mode
+    whatever ``train()`` asks (batch norm keeps its running statistics; no drop path or noise), so it stays
+    bit-identical to the run it came from (``training.init_from``); otherwise the core trains at ``lr`` x
+    ``training.core_lr_scale``.
     """
 
     def __init__(self, config: ExperimentConfig | dict[str, Any], specs: list[dict[str, Any]]) -> None:
@@ -67,6 +78,12 @@ class EncoderModule(L.LightningModule):
         self.config = config
         self.train_cfg = config.training
         self.encoder = Encoder(config.model, [RecordingSpec.from_dict(s) for s in specs])
+        self.frozen_core = self.train_cfg.freeze == "core"
+        # A frozen core's penalty is a constant without gradient: not worth computing every step.
+        self.regularization = (dataclasses.replace(self.train_cfg.regularization, core=0.0) if self.frozen_core
+                               else self.train_cfg.regularization)
+        if self.frozen_core:
+            self.encoder.core.requires_grad_(False)
         self.skip_frames = self.train_cfg.skip_frames
         self.tbptt_frames = self.train_cfg.tbptt_frames
         if self.tbptt_frames:
@@ -76,12 +93,34 @@ class EncoderModule(L.LightningModule):
             self.automatic_optimization = False
         self.ema = _ema_copy(self.encoder, self.train_cfg.ema_decay)
         self._val: dict[str, list] = defaultdict(list)
+        self.train(self.training)  # puts a frozen core in eval mode
+
+    def train(self, mode: bool = True) -> EncoderModule:
+        """``nn.Module.train``, except that a frozen core stays in eval mode."""
+        super().train(mode)
+        if self.frozen_core:
+            self.encoder.core.eval()
+        return self
+
+    def restart_average(self) -> None:
+        """Start the moving average of the weights (``training.ema_decay``) at the current weights. The copy
+        made in ``__init__`` predates the mapped readout positions and a transferred core; the first training
+        batch replaces it anyway, but ``checkpoints/init.ckpt`` is evaluated through it."""
+        if self.ema is not None:
+            self.ema.module.load_state_dict(self.encoder.state_dict())
 
     @property
     def evaluated_encoder(self) -> Encoder:
         """The weights that validation scores and analyses use: the moving average with
         ``training.ema_decay``, else the trained weights."""
         return self.encoder if self.ema is None else self.ema.module
+
+    def on_train_start(self) -> None:
+        # Lightning seeds every DDP process alike, so each rank would draw the same training noise (readout
+        # position jitter, core noise, cutmix boxes) for its different trials: noise correlated across the
+        # global batch, which one process never has. Each rank gets its own stream instead.
+        if self.trainer.world_size > 1:
+            torch.manual_seed(rank_seed(self.train_cfg.seed, self.global_rank))
 
     def on_train_batch_end(self, outputs: Any, batch: dict, batch_idx: int) -> None:
         if self.ema is not None:
@@ -122,7 +161,7 @@ class EncoderModule(L.LightningModule):
             return self._tbptt_step(batch)
         loss = self._loss(batch, batch_mask(batch, self.skip_frames))
         self._require_finite(loss, batch["recording"])
-        reg = self.encoder.regularizer(self.train_cfg.regularization)
+        reg = self.encoder.regularizer(self.regularization)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["responses"]))
         return loss + reg
 
@@ -144,7 +183,7 @@ class EncoderModule(L.LightningModule):
                 loss = self._loss(chunk, None if mask is None else mask[:, frames])
                 self._require_finite(loss, batch["recording"])
                 opt.zero_grad()
-                self.manual_backward(loss + self.encoder.regularizer(self.train_cfg.regularization))
+                self.manual_backward(loss + self.encoder.regularizer(self.regularization))
                 opt.step()
                 core.detach_state()
                 losses.append(loss.detach())
@@ -190,9 +229,10 @@ class EncoderModule(L.LightningModule):
         correlation stalls for ``lr_patience`` validations), "step" (decay by ``lr_decay_factor`` after each
         epoch listed in ``lr_milestones``; for when validation creeps up too slowly for the plateau test to
         fire) or "cosine" (linear warm-up over ``warmup_epochs``, then cosine decay to 1% of ``lr`` at the last
-        step of ``max_epochs``; what a fixed epoch budget wants)."""
+        step of ``max_epochs``; what a fixed epoch budget wants). The schedulers scale every parameter group's
+        rate alike, so the core keeps its ``core_lr_scale``."""
         cfg = self.train_cfg
-        opt = torch.optim.AdamW(self.encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(self._parameter_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         if cfg.scheduler == "cosine":
             total = max(1, int(self.trainer.estimated_stepping_batches))
             warmup = int(cfg.warmup_epochs * total / max(1, self.trainer.max_epochs))
@@ -214,6 +254,19 @@ class EncoderModule(L.LightningModule):
         if not self.automatic_optimization:  # stepped in on_validation_epoch_end instead
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched}}
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/correlation"}}
+
+
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        """The optimiser's parameters: one group at ``lr``, without a frozen core; the core in a group of
+        its own at ``lr * core_lr_scale`` when that differs from 1 (one group otherwise, so that optimiser
+        states saved before this option existed still resume)."""
+        core = {id(p) for p in self.encoder.core.parameters()}
+        trained = [p for p in self.encoder.parameters() if p.requires_grad]
+        scale = self.train_cfg.core_lr_scale
+        if self.frozen_core or scale == 1.0:
+            return [{"params": trained}]
+        return [{"params": [p for p in trained if id(p) not in core]},
+                {"params": [p for p in trained if id(p) in core], "lr": self.train_cfg.lr * scale}]
 
 
 def _ema_copy(encoder: Encoder, decay: float | None) -> torch.optim.swa_utils.AveragedModel | None:
