@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 import yaml
 from fixtures_regions import reference_module, small_curbd, write_npz
 
@@ -147,8 +148,9 @@ def test_rnn_curbd_config_end_to_end(tmp_path, capsys):
 
 
 def test_necessity_verdicts_for_every_block(tmp_path, capsys):
-    """``rnn currents --necessity``: every ordered region pair gets a held-out pVar loss over the seeds and a
-    verdict; bad options are refused before anything is written."""
+    """``rnn currents --necessity``: every ordered region pair gets a held-out pVar loss over the
+    initialisations, a verdict and the spread of its current; all go to currents.zarr, metrics.json and the
+    grid figure; bad options are refused before anything is written."""
     data = write_npz(small_curbd(), tmp_path / "small.npz")
     config = tmp_path / "short.yaml"
     config.write_text(yaml.safe_dump({"extends": str(CURBD), "rls": {"runs": 4, "dtype": "float32"}}))
@@ -156,13 +158,22 @@ def test_necessity_verdicts_for_every_block(tmp_path, capsys):
     assert main(["rnn", "fit", "--data", str(data), "--out", str(run), "--config", str(config), "--quiet"]) == 0
     assert main(["rnn", "currents", str(run), "--necessity", "--inits", "1"]) == 2
     assert "--inits must be at least 2" in capsys.readouterr().err and not (run / "currents.zarr").exists()
-    assert main(["rnn", "currents", str(run), "--necessity", "--inits", "2", "--refit-runs", "1", "--quiet"]) == 0
-    result = json.loads((run / "necessity.json").read_text())
+    assert main(["rnn", "currents", str(run), "--necessity", "--inits", "2", "--refit-runs", "1", "--window", "20",
+                 "--quiet"]) == 0
+    result = json.loads((run / "metrics.json").read_text())["necessity"]
     assert set(result["blocks"]) == {"B->A", "C->A", "A->B", "C->B", "A->C", "B->C"}
-    assert len(result["full_pvar"]) == 2 and result["data_path"] == str(data) and result["window"] == 50
+    assert len(result["full_pvar"]) == 2 and result["window"] == 20 and result["seeds"] == [0, 1]
     for block in result["blocks"].values():
         assert len(block["loss"]) == 2 and block["verdict"] in ("required", "not required by the data")
         assert block["loss_mean"] == pytest.approx(np.mean(block["loss"]))
+        assert block["current_rms_spread"] >= 0 and len(block["pvar"]) == 2
+        assert (block["verdict"] == "required") == (block["loss_mean"] > 2 * block["noise"])
+    ds = xr.open_zarr(run / "currents.zarr", consolidated=False)
+    assert ds["verdict"].sel(target_region="A", source_region="B").item() == result["blocks"]["B->A"]["verdict"]
+    assert ds["verdict"].sel(target_region="A", source_region="A").item() == "within region"
+    assert float(ds["current_rms_mean"].sel(target_region="C", source_region="A")) == pytest.approx(
+        result["blocks"]["A->C"]["current_rms_mean"])
+    assert (run / "necessity.png").stat().st_size > 0
 
 
 def test_necessity_refit_holds_the_masked_block_at_zero(tmp_path):

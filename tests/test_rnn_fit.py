@@ -60,7 +60,7 @@ def test_ridge_with_the_matching_model_reproduces_the_data_and_the_drive(sim, da
 def test_block_update_equals_sequential_updates(data_path):
     """One rank-b Woodbury update gives the same P and J as b rank-1 updates (errors recomputed)."""
     data = load_rnn_data(data_path)
-    cfg = load_config(None, {"model.noise_amp": 0.0, "model.use_inputs": False})
+    cfg = load_config(None, {"model.noise_amp": 0.0, "model.use_inputs": False, "model.inferred_inputs": 0})
     model = build_model(data, cfg.model, cfg.constraints).double()
     fd = fit_data(model, data, "rates", dtype=torch.float64)
     x = fd.rates[0, :, :5].T.contiguous()  # 5 samples of regressors

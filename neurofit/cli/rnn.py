@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,25 +20,75 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--device", default="cpu", help="cpu or cuda")
     fit.add_argument("--recording", help="recording inside a store (default: the first)")
     fit.add_argument("--seed", type=int, help="random seed (overrides model.seed)")
+    fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                     help="override a config entry, e.g. --set rls.P0_inter=0.001 (repeatable)")
     fit.add_argument("--threads", type=int,
                      help="CPU threads for torch; 1 is fastest for a few hundred units on a shared machine")
     fit.add_argument("--quiet", action="store_true", help="no progress lines")
     fit.set_defaults(handler=_run_fit)
 
+    select = commands.add_parser("select", help="choose one config entry (a prior's strength, the number of "
+                                                "inferred inputs) by held-out pVar")
+    select.add_argument("--data", required=True, help="DATA.zarr or DATA.npz, as for 'rnn fit'")
+    select.add_argument("--out", required=True, help="JSON file to write")
+    select.add_argument("--config", help="YAML config (defaults otherwise)")
+    select.add_argument("--key", required=True,
+                        help="dotted config entry, e.g. rls.P0_inter or model.inferred_inputs")
+    select.add_argument("--values", required=True, nargs="+",
+                        help="candidate values (YAML), simplest first: the first near the best is chosen")
+    select.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="override a config entry (repeatable)")
+    select.add_argument("--inits", type=int, default=3, help="random initialisations per value (>= 2)")
+    select.add_argument("--holdout", type=float, default=0.2, help="fraction of each trial held out")
+    select.add_argument("--window", type=int, default=50, help="held-out free runs restart every WINDOW samples")
+    select.add_argument("--threshold", type=float, default=2.0,
+                        help="tolerance below the best mean held-out pVar, in units of its spread")
+    select.add_argument("--device", default="cpu", help="cpu or cuda")
+    select.add_argument("--threads", type=int, help="CPU threads for torch")
+    select.add_argument("--quiet", action="store_true", help="no progress lines")
+    select.set_defaults(handler=_run_select)
+
     currents = commands.add_parser("currents", help="write RUN/currents.zarr and the current figures")
     currents.add_argument("run", help="run directory of 'neurofit rnn fit'")
     currents.add_argument("--necessity", action="store_true",
-                          help="also test each inter-region block: refit with it masked to zero (warm start) and "
-                               "compare held-out pVar over several noise seeds; writes RUN/necessity.json")
-    currents.add_argument("--inits", type=int, default=5, help="necessity: noise seeds per condition (>= 2)")
+                          help="also test each inter-region block: refit with it masked to zero (warm start, same "
+                               "budget) from several initialisations and compare held-out pVar; verdicts and "
+                               "spreads go to currents.zarr, metrics.json and necessity.png")
+    currents.add_argument("--inits", type=int, default=5,
+                          help="necessity: random initialisations (different initial J), at least 2")
     currents.add_argument("--refit-runs", type=int, default=5, help="necessity: training runs of each refit")
     currents.add_argument("--holdout", type=float, default=0.2, help="necessity: fraction of each trial held out")
     currents.add_argument("--window", type=int, default=50,
                           help="necessity: held-out free runs restart from the data every WINDOW samples "
                                "(0: never)")
+    currents.add_argument("--threshold", type=float, default=2.0,
+                          help="necessity: a block is required when its held-out pVar loss exceeds THRESHOLD x "
+                               "the noise (spread over initialisations, or the loss's standard error if larger)")
     currents.add_argument("--device", default="cpu", help="necessity: cpu or cuda")
+    currents.add_argument("--threads", type=int, help="CPU threads for torch")
     currents.add_argument("--quiet", action="store_true", help="necessity: no progress lines")
     currents.set_defaults(handler=_run_currents)
+
+
+def yaml_value(text: str) -> Any:
+    """A value given on the command line, parsed as YAML; numbers such as ``1e-4`` (a string to YAML 1.1,
+    which wants ``1.0e-4``) as floats."""
+    import yaml
+
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def set_options(texts: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` texts as ``{"section.key": value}`` (``ConfigError`` for a text without ``=``)."""
+    from neurofit.config.files import parse_override
+
+    return {".".join(keys): value for keys, value in map(parse_override, texts)}
 
 
 def _run_fit(args: argparse.Namespace) -> int:
@@ -45,9 +96,9 @@ def _run_fit(args: argparse.Namespace) -> int:
     from neurofit.rnn.config import load_config
     from neurofit.rnn.run import fit_run
 
-    overrides = {key: value for key, value in (("method", args.method), ("data.recording", args.recording),
-                                                ("model.seed", args.seed)) if value is not None}
-    cfg = load_config(args.config, overrides)
+    options = {key: value for key, value in (("method", args.method), ("data.recording", args.recording),
+                                              ("model.seed", args.seed)) if value is not None}
+    cfg = load_config(args.config, {**set_options(args.overrides), **options})
     set_threads(args.threads)
     metrics = fit_run(args.data, args.out, cfg, args.device, None if args.quiet else print)
     summary = {k: metrics[k] for k in ("method", "pVar", "pVar_fresh_noise", "n_units", "n_regions", "wall_s")}
@@ -55,15 +106,38 @@ def _run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_currents(args: argparse.Namespace) -> int:
+def _run_select(args: argparse.Namespace) -> int:
+    from neurofit.cli.fit import set_threads
+    from neurofit.io import write_json
+    from neurofit.rnn.config import load_config
+    from neurofit.rnn.data import load_rnn_data
     from neurofit.rnn.necessity import check_options
-    from neurofit.rnn.run import currents_run, necessity_run
+    from neurofit.rnn.select import select, with_value
 
-    if args.necessity:  # before anything is written
-        check_options(args.inits, args.refit_runs, args.holdout, args.window)
-    print(f"wrote {currents_run(args.run)}")
-    if args.necessity:
-        path = necessity_run(args.run, inits=args.inits, runs=args.refit_runs, holdout=args.holdout,
-                             window=args.window, device=args.device, log=None if args.quiet else print)
-        print(f"wrote {path}")
+    cfg = load_config(args.config, args.overrides)
+    values = [yaml_value(v) for v in args.values]
+    for value in values:  # a bad key or value is refused before anything is fitted
+        with_value(cfg, args.key, value)
+    check_options(args.inits, 1, args.holdout, args.window, args.threshold)
+    set_threads(args.threads)
+    data = load_rnn_data(args.data, cfg.data.normalize, cfg.data.recording)
+    result = select(data, cfg, args.key, values, inits=args.inits, holdout=args.holdout, window=args.window,
+                    threshold=args.threshold, device=args.device, log=None if args.quiet else print)
+    write_json(args.out, {"data_path": str(args.data), **result})
+    print(json.dumps({k: result[k] for k in ("key", "values", "pvar_mean", "pvar_spread", "best", "chosen")}))
+    return 0
+
+
+def _run_currents(args: argparse.Namespace) -> int:
+    from neurofit.cli.fit import set_threads
+    from neurofit.rnn.necessity import check_options
+    from neurofit.rnn.run import currents_run
+
+    options = None
+    if args.necessity:  # checked before anything is computed or written
+        options = {"inits": args.inits, "runs": args.refit_runs, "holdout": args.holdout, "window": args.window,
+                   "threshold": args.threshold}
+        check_options(**options)
+    set_threads(args.threads)
+    print(f"wrote {currents_run(args.run, options, args.device, None if args.quiet else print)}")
     return 0

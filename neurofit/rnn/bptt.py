@@ -3,7 +3,8 @@
 The trials are cut into windows of ``window`` samples (half-overlapping); each window starts from the
 data's state, runs freely and is scored by the mean squared error of its rates. Mini-batches of windows
 make the work parallel, so it suits a GPU. Masks, Dale's law and frozen units are kept by projecting
-after every step; per-block learning rates scale the gradient.
+after every step; per-block learning rates scale the gradient; ``bptt.group_penalty`` shrinks every
+inter-region block towards zero after every step (group lasso, proximal form).
 """
 
 from __future__ import annotations
@@ -39,6 +40,20 @@ def windows(fd: FitData, length: int) -> tuple[torch.Tensor, torch.Tensor, torch
     return h0, targets, exog
 
 
+@torch.no_grad()
+def shrink_blocks_(model: DataConstrainedRNN, amount: float) -> None:
+    """Proximal map of amount * sum_{a != b} ||J_ab||_F in place: every inter-region block of J scaled by
+    max(0, 1 - amount / ||J_ab||_F)."""
+    J, groups = model.weight.data[:, : model.n_units], model.region_index
+    for a in range(len(model.spec["region_names"])):
+        rows = torch.nonzero(groups == a).flatten()
+        for b in range(len(model.spec["region_names"])):
+            if a != b:
+                cols = torch.nonzero(groups == b).flatten()
+                block = J[rows[:, None], cols]
+                J[rows[:, None], cols] = block * (1 - amount / block.norm().clamp(min=amount)).clamp(min=0)
+
+
 def fit_bptt(model: DataConstrainedRNN, fd: FitData, cfg: BPTTConfig,
              log: Callable[[str], None] | None = None) -> tuple[FitHistory, torch.Tensor]:
     """Train ``model`` in place with AdamW through time.
@@ -71,6 +86,8 @@ def fit_bptt(model: DataConstrainedRNN, fd: FitData, cfg: BPTTConfig,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if cfg.group_penalty:
+                shrink_blocks_(model, cfg.lr * cfg.group_penalty)
             model.project_()
             total += float(loss.detach()) * len(batch)
             step += 1

@@ -42,6 +42,9 @@ class ModelConfig:
         tau: unit time constant, seconds.
         dt_factor: Euler model steps per data sample.
         g: gain of the random initial J (g / sqrt(N) standard deviation).
+        inter_region_start: the initial inter-region blocks of J: ``random`` (as the blocks within regions;
+            CURBD) or ``zero`` (start, and with ``rls.P0_inter`` be held near, no inter-region current: the
+            data have to ask for one).
         activation: phi, ``tanh`` (the only invertible choice for ``space: rates`` besides ``sigmoid``).
         target: what the error of recursive least squares compares with the data at every sample: ``rates``
             (CURBD's trainMultiRegionRNN: the model's rates phi(h) against the data), ``currents`` (the drive
@@ -61,13 +64,14 @@ class ModelConfig:
     tau: float = field(default=0.1, metadata=check(gt=0))
     dt_factor: int = field(default=5, metadata=check(ge=1))
     g: float = field(default=1.5, metadata=check(ge=0))
+    inter_region_start: Literal["random", "zero"] = "zero"
     activation: str = "tanh"
-    target: Literal["rates", "currents", "drive"] = "currents"
+    target: Literal["rates", "currents", "drive"] = "rates"
     initial_state: Literal["currents", "data"] = "currents"
     noise_amp: float = field(default=0.01, metadata=check(ge=0))
     noise_tau: float = field(default=0.1, metadata=check(gt=0))
     use_inputs: bool = True
-    inferred_inputs: int = field(default=0, metadata=check(ge=0))
+    inferred_inputs: int = field(default=24, metadata=check(ge=0))
     seed: int = 0
 
 
@@ -118,11 +122,17 @@ class RLSConfig:
             while the model runs the block on the weights of its start; cuts the cost of the updates b-fold.
         defer_updates: ``curbd``: hold up to this many per-sample updates as a low-rank correction that every
             following step uses, and apply them to P and J as one matrix product each: the same algorithm up
-            to rounding, faster for large N; not with masks, Dale's law or ``block_lr``. 1 applies each at once.
+            to rounding, faster for large N; not with masks, Dale's law, ``block_lr`` or ``P0_inter``. 1 applies
+            each at once.
+        P0_inter: initial P of the weights a unit receives from other regions (their prior variance around
+            their start; P0 is that of the others): smaller than P0 makes inter-region weights earn their
+            place, so with ``model.inter_region_start: zero`` the fit uses inter-region currents only where
+            the data need them (recursive ridge with a stronger penalty on the inter-region blocks). None:
+            P0. Keeps one P per target region (memory and update cost times the number of regions).
     """
 
     loop: Literal["batched", "curbd"] = "batched"
-    runs: int = field(default=100, metadata=check(ge=0))
+    runs: int = field(default=20, metadata=check(ge=0))
     free_runs: int = field(default=1, metadata=check(ge=1))
     P0: float = field(default=1.0, metadata=check(gt=0))
     stop_at_pvar: float | None = field(default=None, metadata=check(le=1))
@@ -131,6 +141,7 @@ class RLSConfig:
     segments: int = field(default=1, metadata=check(ge=1))
     update_every: int = field(default=1, metadata=check(ge=1))
     defer_updates: int = field(default=1, metadata=check(ge=1))
+    P0_inter: float | None = field(default=1e-3, metadata=check(gt=0))
 
 
 @dataclass
@@ -141,6 +152,9 @@ class BPTTConfig:
         epochs: passes over all windows; window: samples per window (each starts from the data state);
         batch_size: windows per step; lr, weight_decay: AdamW settings; init: ``random`` or ``ridge``;
         eval_every: epochs between full free-run pVar evaluations for the fit curve.
+        group_penalty: weight lambda of the group-sparse penalty lambda * sum ||J_ab||_F over the inter-region
+            blocks (a != b), applied after every step as its proximal map (each block shrunk by lr * lambda
+            in Frobenius norm, to exactly zero when smaller): blocks the data do not need vanish; 0: none.
     """
 
     epochs: int = field(default=200, metadata=check(ge=1))
@@ -150,6 +164,7 @@ class BPTTConfig:
     weight_decay: float = field(default=1e-4, metadata=check(ge=0))
     init: Literal["random", "ridge"] = "random"
     eval_every: int = field(default=10, metadata=check(ge=1))
+    group_penalty: float = field(default=0.0, metadata=check(ge=0))
 
 
 @dataclass

@@ -98,10 +98,11 @@ class CurbdTrainer:
         p0: initial P scale.
         draw_weights: set the initial J from the reference's random draws (``rls.init: random``).
         defer: rank-1 updates held and applied together (``rls.defer_updates``, ``DeferredRLS``); 1: none.
+        p0_inter: prior variance of inter-region weights (``rls.P0_inter``, not with ``defer``); None: p0.
     """
 
     def __init__(self, model: DataConstrainedRNN, fd: FitData, p0: float, draw_weights: bool,
-                 defer: int = 1) -> None:
+                 defer: int = 1, p0_inter: float | None = None) -> None:
         self.model, self.fd = model, fd
         n_trials, n, n_samples = fd.h.shape
         device, self.dtype = fd.h.device, fd.h.dtype
@@ -116,7 +117,7 @@ class CurbdTrainer:
         if draw_weights:
             model.set_initial_weights_(torch.as_tensor(J))
         self.noise = torch.as_tensor(noise, device=device, dtype=self.dtype)
-        self.state = (RLSState(model, p0, device, self.dtype) if defer == 1
+        self.state = (RLSState(model, p0, device, self.dtype, p0_inter) if defer == 1
                       else DeferredRLS(model, p0, device, self.dtype, defer))
         #: (learning events, N) the errors of the last run, one row per learning event (chi2 is their sum)
         self.errors = torch.empty(max(1, len(self.schedule.learn)), n, device=device, dtype=self.dtype)

@@ -73,6 +73,9 @@ class RNNData:
         unit_ids: (neuron,) identifiers.
         reset_points: sorted sample indices (0 < p < n_samples) inside every trial where the model's state is
             set to the data's, besides each trial's start.
+        first_sample: where these samples start in the trial (a part cut by ``time_slice``: its trial-locked
+            inferred inputs are the whole trial's at these times).
+        trial_samples: samples of the whole trial (None: ``n_samples``).
     """
 
     rates: np.ndarray
@@ -85,6 +88,8 @@ class RNNData:
     source: str
     unit_ids: np.ndarray
     reset_points: tuple[int, ...] = ()
+    first_sample: int = 0
+    trial_samples: int | None = None
 
     @property
     def n_trials(self) -> int:
@@ -114,10 +119,12 @@ class RNNData:
                             f"{duration:g} s, fewer than {MIN_TIME_CONSTANTS:g} time constants (tau = {tau:g} s)")
 
     def time_slice(self, start: int, stop: int) -> RNNData:
-        """Samples [start, stop) of every trial (inputs and reset points with them)."""
+        """Samples [start, stop) of every trial (inputs and reset points with them), placed in the trial."""
         inputs = None if self.inputs is None else self.inputs[:, start:stop]
         resets = tuple(p - start for p in self.reset_points if start < p < stop)
-        return dataclasses.replace(self, rates=self.rates[..., start:stop], inputs=inputs, reset_points=resets)
+        return dataclasses.replace(self, rates=self.rates[..., start:stop], inputs=inputs, reset_points=resets,
+                                   first_sample=self.first_sample + start,
+                                   trial_samples=self.trial_samples or self.n_samples)
 
 
 def load_rnn_data(path: str | os.PathLike, normalize: str = "max", recording: str | None = None) -> RNNData:

@@ -70,9 +70,9 @@ def check_config(data: RNNData, cfg: FitConfig) -> None:
         raise cfg.fail(("method",), f"{data.source} has reset points, which bptt's windows do not honour; use "
                                     "rls or ridge")
     weight_rules = c.allowed is not None or c.dale or c.density < 1 or bool(c.block_lr)
-    if cfg.rls.defer_updates > 1 and (cfg.rls.loop != "curbd" or weight_rules):
+    if cfg.rls.defer_updates > 1 and (cfg.rls.loop != "curbd" or weight_rules or cfg.rls.P0_inter is not None):
         raise cfg.fail(("rls", "defer_updates"), "held updates need rls.loop curbd and no constraints.allowed, "
-                                                 "dale, density < 1 or block_lr")
+                                                 "dale, density < 1, block_lr or rls.P0_inter")
 
 
 def fit(data: RNNData, cfg: FitConfig, device: str = "cpu",

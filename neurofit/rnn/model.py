@@ -77,14 +77,12 @@ class DataConstrainedRNN(nn.Module):
         self.register_buffer("plastic", plastic)
         self.register_buffer("lr_scale", self._block_lr(region_names, constraints.block_lr, groups))
         weight = torch.zeros(n, n + self.n_inputs + self.n_inferred)
-        weight[:, :n] = model.g * torch.randn(n, n, generator=gen) / math.sqrt(n)
         self.weight = nn.Parameter(weight)
         self.register_buffer("weight_init", weight.clone())
         #: True when weights must be projected after unconstrained updates (fixed at construction).
         self.has_frozen = not bool(plastic.all())
         self.constrained = bool(signs is not None or not mask.all() or self.has_frozen)
-        self.project_()
-        self.weight_init.copy_(self.weight.detach())
+        self.set_initial_weights_(model.g * torch.randn(n, n, generator=gen) / math.sqrt(n))
 
     def _block_lr(self, names: list[str], spec: dict[str, float], groups: torch.Tensor) -> torch.Tensor | None:
         """(N, N + E) learning-rate scale, or None when every block learns at rate 1."""
@@ -127,12 +125,12 @@ class DataConstrainedRNN(nn.Module):
             frozen = ~self.plastic
             J[:, frozen] = self.weight_init[:, : self.n_units][:, frozen]
 
-    def basis(self, n_samples: int | None = None) -> torch.Tensor:
-        """(time, n_inferred) smooth inferred-input basis: Gaussian bumps with centres spread evenly over
-        the trial and width equal to their spacing."""
-        t_len = self.n_samples if n_samples is None else n_samples
-        k = self.n_inferred
-        t = torch.arange(t_len, dtype=torch.float32)[:, None]
+    def basis(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """(time, n_inferred) smooth inferred-input basis at trial samples [start, stop) (default: the whole
+        trial): Gaussian bumps with centres spread evenly over the model's trial (``n_samples``) and width
+        equal to their spacing."""
+        t_len, k = self.n_samples, self.n_inferred
+        t = torch.arange(start, t_len if stop is None else stop, dtype=torch.float32)[:, None]
         centres = torch.linspace(0, t_len - 1, k)[None, :]
         width = max(1.0, t_len / max(1, k))
         return torch.exp(-0.5 * ((t - centres) / width) ** 2)
@@ -172,7 +170,10 @@ class DataConstrainedRNN(nn.Module):
 
     @torch.no_grad()
     def set_initial_weights_(self, J: torch.Tensor) -> None:
-        """Replace the random initial J (and the reference that frozen units keep), then apply the constraints."""
+        """Replace the random initial J (and the reference that frozen units keep), with its inter-region blocks
+        zeroed for ``model.inter_region_start: zero``, then apply the constraints."""
+        if self.cfg.inter_region_start == "zero":
+            J = J * (self.region_index[:, None] == self.region_index[None, :]).to(J)
         self.weight.data[:, : self.n_units] = J.to(self.weight)
         self.weight_init.copy_(self.weight.data)
         self.project_()
@@ -260,8 +261,8 @@ def build_model(data: RNNData, model: ModelConfig, constraints: ConstraintConfig
     """A model sized for ``data``; ``DataError`` if the trials are too short for ``model.tau``."""
     data.check_duration(model.tau)
     channels = list(data.input_channels) if model.use_inputs else []
-    return DataConstrainedRNN(data.regions.tolist(), list(data.region_names), data.dt, data.n_samples, channels,
-                              model, constraints)
+    return DataConstrainedRNN(data.regions.tolist(), list(data.region_names), data.dt,
+                              data.trial_samples or data.n_samples, channels, model, constraints)
 
 
 def fit_data(model: DataConstrainedRNN, data: RNNData, space: str, device: torch.device | str = "cpu",
@@ -274,7 +275,8 @@ def fit_data(model: DataConstrainedRNN, data: RNNData, space: str, device: torch
     if model.n_inputs:
         parts.append(torch.as_tensor(data.inputs, dtype=torch.float64))
     if model.n_inferred:
-        parts.append(model.basis(data.n_samples).double().expand(data.n_trials, -1, -1))
+        stop = data.first_sample + data.n_samples
+        parts.append(model.basis(data.first_sample, stop).double().expand(data.n_trials, -1, -1))
     exog = torch.cat(parts, dim=-1) if parts else None
     resets = None
     if data.reset_points:

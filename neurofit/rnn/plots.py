@@ -86,3 +86,32 @@ def plot_block_norms(currents: xr.Dataset, path: str | os.PathLike) -> Path:
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="w", fontsize=8)
     fig.colorbar(im, ax=ax)
     return _save(fig, path)
+
+
+def plot_necessity(currents: xr.Dataset, path: str | os.PathLike) -> Path:
+    """The M x M grid of the necessity test: target regions in rows, source regions in columns; each
+    inter-region cell coloured by its evidence (held-out pVar loss / noise; the threshold is marked in the
+    colour bar) and labelled with its verdict, the loss +- noise and the fitted rms current +- its spread over
+    initialisations."""
+    evidence = (currents["loss_mean"] / currents["loss_noise"]).values
+    names = list(currents["target_region"].values)
+    threshold = float(currents.attrs["necessity_threshold"])
+    fig, ax = plt.subplots(figsize=(2.2 * len(names) + 2, 1.8 * len(names) + 1.5))
+    bound = max(2 * threshold, float(np.nanmax(np.abs(evidence))))
+    im = ax.imshow(np.ma.masked_invalid(evidence), cmap="PuOr_r", vmin=-bound, vmax=bound)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yticks(range(len(names)), names)
+    ax.set(xlabel="source region", ylabel="target region", title="necessity of inter-region blocks")
+    for (a, b), value in np.ndenumerate(evidence):
+        if a == b:
+            ax.text(b, a, "within\nregion", ha="center", va="center", fontsize=7, color="0.5")
+            continue
+        cell = {k: float(currents[k].values[a, b]) for k in ("loss_mean", "loss_noise", "current_rms_mean",
+                                                              "current_rms_spread")}
+        label = (f"{currents['verdict'].values[a, b]}\nloss {cell['loss_mean']:+.4f} +- {cell['loss_noise']:.4f}"
+                 f"\nrms {cell['current_rms_mean']:.3g} +- {cell['current_rms_spread']:.2g}")
+        ax.text(b, a, label,
+                ha="center", va="center", fontsize=6, fontweight="bold" if value > threshold else "normal")
+    bar = fig.colorbar(im, ax=ax, label="held-out pVar loss / noise")
+    bar.ax.axhline(threshold, color="k", lw=1.5)
+    return _save(fig, path)

@@ -58,16 +58,17 @@ class RLSTrainer:
         p0: initial P scale.
         segments: segments per trial (see ``RLSConfig.segments``).
         update_every: samples per update (see ``RLSConfig.update_every``).
+        p0_inter: prior variance of inter-region weights (``RLSConfig.P0_inter``); None: p0.
     """
 
     def __init__(self, model: DataConstrainedRNN, fd: FitData, p0: float = 1.0, segments: int = 1,
-                 update_every: int = 1) -> None:
+                 update_every: int = 1, p0_inter: float | None = None) -> None:
         self.model = model
         self.whole, self.fd = fd, split_segments(fd, segments)
         device, dtype = fd.h.device, fd.h.dtype
         n_batch, n, n_samples = self.fd.h.shape
         self.n_samples, self.block = n_samples, max(1, min(update_every, n_samples))
-        self.state = RLSState(model, p0, device, dtype)
+        self.state = RLSState(model, p0, device, dtype, p0_inter)
         self.noise = model.make_noise(n_batch, n_samples, model.cfg.seed, device, dtype)
         self.errors = torch.empty(n_samples, n_batch, n, device=device, dtype=dtype)
         self.regressors = torch.empty(self.block, n_batch, model.weight_width, device=device, dtype=dtype)
@@ -116,8 +117,8 @@ def make_trainer(model: DataConstrainedRNN, fd: FitData, cfg: RLSConfig,
     """The configured loop on ``fd``, P fresh (P0 * I); ``draw_weights``: the curbd loop takes the reference's
     initial J (otherwise the model's weights are kept, e.g. for a warm start)."""
     if cfg.loop == "curbd":
-        return CurbdTrainer(model, fd, cfg.P0, draw_weights, cfg.defer_updates)
-    return RLSTrainer(model, fd, cfg.P0, cfg.segments, cfg.update_every)
+        return CurbdTrainer(model, fd, cfg.P0, draw_weights, cfg.defer_updates, cfg.P0_inter)
+    return RLSTrainer(model, fd, cfg.P0, cfg.segments, cfg.update_every, cfg.P0_inter)
 
 
 def fit_rls(model: DataConstrainedRNN, fd: FitData, cfg: RLSConfig,

@@ -2,7 +2,8 @@
 
 ``RUN/`` holds ``config.yaml`` (resolved), ``model.pt`` (the fitted model), ``fit.npz`` (data and model rates,
 exogenous inputs), ``metrics.json`` and ``fit_curve.png``; ``rnn currents`` adds ``currents.zarr``,
-``rasters.png``, ``current_grid.png`` and ``block_norms.png``, and with ``--necessity`` ``necessity.json``.
+``rasters.png``, ``current_grid.png`` and ``block_norms.png``, and with ``--necessity`` the test's verdicts in
+``currents.zarr``, its result in ``metrics.json`` (``necessity``) and ``necessity.png``.
 Every file is written to a temporary name and renamed into place, so an interrupted run never leaves a
 half-written file.
 """
@@ -29,7 +30,7 @@ from neurofit.rnn.currents import decompose
 from neurofit.rnn.data import load_rnn_data
 from neurofit.rnn.fit import fit
 from neurofit.rnn.model import exogenous_names, load_model, save_model, to_numpy
-from neurofit.rnn.necessity import necessity
+from neurofit.rnn.necessity import as_dataset, necessity
 from neurofit.rundir import RunDir
 
 
@@ -74,11 +75,16 @@ def fit_run(data_path: str | os.PathLike, out: str | os.PathLike, cfg: FitConfig
     return metrics
 
 
-def currents_run(run: str | os.PathLike) -> Path:
+def currents_run(run: str | os.PathLike, necessity_options: dict[str, Any] | None = None, device: str = "cpu",
+                 log: Callable[[str], None] | None = None) -> Path:
     """Decompose the fitted model's currents of run directory ``run`` into ``RUN/currents.zarr`` and draw the
-    raster, current-grid and block-norm figures. Returns the zarr path."""
+    raster, current-grid and block-norm figures. With ``necessity_options`` (the keyword options of
+    ``neurofit.rnn.necessity.necessity``: inits, runs, holdout, window, threshold) the necessity test runs
+    first on the data the run was fitted to, with its config; its per-block verdicts and spreads join
+    ``currents.zarr``, the full result goes to ``metrics.json`` under ``necessity`` and its grid to
+    ``necessity.png``. Nothing is written before everything is computed. Returns the zarr path."""
     run = Path(run)
-    for name in ("model.pt", "fit.npz"):
+    for name in ("model.pt", "fit.npz", "config.yaml", "metrics.json"):
         if not (run / name).exists():
             raise DataError(f"{run}: no {name} (is this a finished 'neurofit rnn fit' run directory?)")
     try:
@@ -90,30 +96,25 @@ def currents_run(run: str | os.PathLike) -> Path:
             rates, data_rates, exog = saved["model_rates"], saved["data_rates"], saved["exog"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"{run / 'fit.npz'}: damaged ({type(err).__name__}: {err})") from None
+    try:
+        metrics = json.loads((run / "metrics.json").read_text())
+        data_path = metrics["data_path"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{run / 'metrics.json'}: damaged ({type(err).__name__}: {err})") from None
     exog_t = torch.as_tensor(exog) if exog.shape[-1] else None
     ds = decompose(model, torch.as_tensor(rates), exog_t)
+    if necessity_options is not None:
+        cfg = load_config(run / "config.yaml")
+        data = load_rnn_data(data_path, cfg.data.normalize, cfg.data.recording)
+        result = necessity(data, cfg, device=device, log=log, **necessity_options)
+        ds = ds.merge(as_dataset(result, list(model.spec["region_names"])), combine_attrs="no_conflicts")
+        metrics["necessity"] = result
     path = write_zarr(ds, run / "currents.zarr")
     regions = np.asarray(model.spec["regions"])
     plots.plot_rasters(data_rates, rates, regions, model.spec["region_names"], model.dt, run / "rasters.png")
     plots.plot_current_grid(ds, run / "current_grid.png")
     plots.plot_block_norms(ds, run / "block_norms.png")
+    if necessity_options is not None:
+        plots.plot_necessity(ds, run / "necessity.png")
+        write_json(run / "metrics.json", metrics, default=None)
     return path
-
-
-def necessity_run(run: str | os.PathLike, *, inits: int, runs: int, holdout: float, window: int,
-                  device: str = "cpu", log: Callable[[str], None] | None = None) -> Path:
-    """The necessity test (``neurofit.rnn.necessity``) of run directory ``run`` on the data it was fitted to,
-    with its config; writes and returns ``RUN/necessity.json``."""
-    run = Path(run)
-    for name in ("config.yaml", "metrics.json"):
-        if not (run / name).exists():
-            raise DataError(f"{run}: no {name} (is this a finished 'neurofit rnn fit' run directory?)")
-    cfg = load_config(run / "config.yaml")
-    try:
-        data_path = json.loads((run / "metrics.json").read_text())["data_path"]
-    except (ValueError, KeyError, TypeError) as err:
-        raise DataError(f"{run / 'metrics.json'}: damaged ({type(err).__name__}: {err})") from None
-    data = load_rnn_data(data_path, cfg.data.normalize, cfg.data.recording)
-    result = necessity(data, cfg, inits=inits, runs=runs, holdout=holdout, window=window, device=device, log=log)
-    write_json(run / "necessity.json", {"data_path": data_path, **result})
-    return run / "necessity.json"
