@@ -147,7 +147,8 @@ class Model:
     def fit(self, data: str | os.PathLike, out: str | os.PathLike, *, progress: bool = False,
             **trainer) -> Model:
         """Train into the new run dir ``out``; ``trainer`` takes ``neurofit.training.fit.fit``'s keywords
-        (accelerator, devices, strategy, logger, resume). Returns self."""
+        (accelerator, devices, strategy, logger, resume, and ``init_from=RUN``, ``freeze="core"`` or "none" to
+        start the core from a fitted run). Returns self."""
         from neurofit.training.fit import fit
 
         fit(data, self.config, out, seed=self.seed, max_epochs=self.max_epochs, overrides=self.overrides,

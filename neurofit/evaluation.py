@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from neurofit.context_metrics import DESCRIPTION as CONTEXT_DESCRIPTION
+from neurofit.context_metrics import context_summary, mean_context
 from neurofit.data.datamodule import RecordingArrays, load_arrays, tier_trials
 from neurofit.data.recording import first_unfinite_recorded
 from neurofit.data.store import list_recordings, open_recording, open_truth
@@ -22,12 +24,14 @@ from neurofit.run import Run, load_run
 @dataclass
 class TierPrediction:
     """Predictions of one recording on one tier, flattened to (sample, neuron) for scoring; video samples
-    are frames after the burn-in. ``truth`` is the simulator's noise-free rate where known."""
+    are frames after the burn-in. ``truth`` is the simulator's noise-free rate where known. ``pred_context``:
+    for models with a context layer, the prediction given the other neurons' recorded responses."""
 
     pred: np.ndarray
     resp: np.ndarray
     group: np.ndarray
     truth: np.ndarray | None
+    pred_context: np.ndarray | None = None
 
 
 def predict_trials(run: Run, data: str | os.PathLike, recording: str,
@@ -56,6 +60,8 @@ def predict_tier(run: Run, data: str | os.PathLike, recording: str, tier: str, s
     """Predict the trials of ``tier`` of one recording and flatten them for scoring."""
     arrays, trials, batch, pred = predict_trials(run, data, recording, tier)
     resp = batch["responses"]
+    context = (run.predict(recording, batch["stimulus"], batch.get("behavior"), batch.get("pupil_center"),
+                           responses=resp) if run.has_context(recording) else None)
     truth_ds = open_truth(data, recording)
     truth = None if truth_ds is None or "rates" not in truth_ds else np.asarray(truth_ds["rates"][trials].values)
     sid = arrays.stimulus_id[trials]
@@ -63,8 +69,10 @@ def predict_tier(run: Run, data: str | os.PathLike, recording: str, tier: str, s
         mask = batch.get("response_mask")
         flat = [flatten_frames(x, skip_frames, mask) for x in (pred, resp)]
         truth = None if truth is None else flatten_frames(truth, skip_frames, mask)
-        return TierPrediction(flat[0], flat[1], frame_groups(sid, resp.shape[1], skip_frames, mask), truth)
-    return TierPrediction(pred, resp, sid, truth)
+        context = None if context is None else flatten_frames(context, skip_frames, mask)
+        groups = frame_groups(sid, resp.shape[1], skip_frames, mask)
+        return TierPrediction(flat[0], flat[1], groups, truth, context)
+    return TierPrediction(pred, resp, sid, truth, context)
 
 
 def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, tier: str = "test",
@@ -86,6 +94,11 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
         scores[name] = score(p.pred, p.resp, p.group, p.truth)
     summaries = {n: s.summary() for n, s in scores.items()}
     metrics = {"tier": tier, "recordings": summaries, "mean": mean_over_recordings(summaries)}
+    with_context = {n: context_summary(p.pred, p.pred_context, p.resp, scores[n].oracle_correlation)
+                    for n, p in predictions.items() if p.pred_context is not None}
+    if with_context:  # labelled apart: these predictions read recorded responses (neurofit/context_metrics.py)
+        metrics["with_population_context"] = {"description": CONTEXT_DESCRIPTION, "recordings": with_context,
+                                              "mean": mean_context(with_context)}
     run_dir = Path(run_dir)
     write_json(run_dir / "metrics.json", metrics)
     _write_neurons_csv(run_dir / "neurons.csv", run, scores)

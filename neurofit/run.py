@@ -29,15 +29,22 @@ class Run:
     ridge: object | None
     members: list[Run] = field(default_factory=list)
 
+    def has_context(self, recording: str) -> bool:
+        """Whether the run's model can predict ``recording`` with population context (a context layer)."""
+        return self.encoder is not None and self.encoder.has_context(recording)
+
     @property
     def data_path(self) -> Path:
         """The store the run was trained on."""
         return Path(self.config.data.path)
 
     def predict(self, recording: str, stimulus: np.ndarray, behavior: np.ndarray | None = None,
-                pupil_center: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
+                pupil_center: np.ndarray | None = None, batch_size: int = 256,
+                responses: np.ndarray | None = None) -> np.ndarray:
         """Predicted responses in recording units: (trial, [frame,] neuron) for raw inputs
-        stimulus (trial, [frame,] H, W), behaviour (trial, [frame,] C), pupil (trial, [frame,] 2)."""
+        stimulus (trial, [frame,] H, W), behaviour (trial, [frame,] C), pupil (trial, [frame,] 2). With the
+        recorded ``responses`` (trial, [frame,] neuron) an encoder with a context layer predicts each neuron
+        given the others' recorded activity (``has_context``); otherwise they are not used."""
         if recording not in self.specs:
             raise DataError(f"{self.path}: the run has no recording {recording!r} (has {list(self.specs)})")
         if self.members:  # the mean rate of the members, in recording units
@@ -49,7 +56,7 @@ class Run:
         outs = []
         for i in range(0, len(stimulus), batch_size):
             part = [None if x is None else torch.as_tensor(np.asarray(x[i:i + batch_size]), device=device)
-                    for x in (stimulus, behavior, pupil_center)]
+                    for x in (stimulus, behavior, pupil_center, responses)]
             outs.append(self.encoder.predict(recording, *part).cpu())
         return torch.cat(outs).numpy()
 

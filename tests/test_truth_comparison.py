@@ -24,7 +24,8 @@ from neurofit.analysis.attention import (
     write_interaction_outputs,
 )
 from neurofit.analysis.interaction_maps import truth_matrix
-from neurofit.data.simulate.population import _coupling, _distance
+from neurofit.data.simulate.coupling import distance_coupling as _coupling
+from neurofit.data.simulate.population import _distance
 from neurofit.data.simulate.v1_params import V1Params
 from neurofit.errors import DataError
 

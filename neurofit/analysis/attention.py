@@ -33,6 +33,7 @@ import torch
 import xarray as xr
 from scipy import stats
 
+from neurofit.analysis.interaction_scores import descriptive_scores, interaction_scores
 from neurofit.data.store import write_zarr
 from neurofit.io import save_figure, write_json
 from neurofit.models.interactions.attention import spatial_order
@@ -53,7 +54,8 @@ TRUTH_REFERENCES: dict[str, str] = {
 }
 #: The reference reported as ``truth_correlation`` for each kind of map: attention mixes other neurons into
 #: the drive like lateral coupling does; pools are compared with the pools.
-PRIMARY_TRUTH = {"attention": "coupling_abs", "pool": "norm_pool", "coupling": "coupling"}
+PRIMARY_TRUTH = {"attention": "coupling_abs", "pool": "norm_pool", "coupling": "coupling",
+                 "context_attention": "coupling_abs", "context_coupling": "coupling"}
 #: Rows x neurons handled at once when binning all pairs (bounds scratch memory to ~100 MB).
 _PAIR_CHUNK = 2**23
 
@@ -295,17 +297,40 @@ def plot_sheet(ax: plt.Axes, weights: np.ndarray, positions_um: np.ndarray, neur
 
 def summary_figure(weights: np.ndarray, positions_um: np.ndarray, curve: DistanceCurve,
                    path: str | os.PathLike, label: str = "attention", neuron: int | None = None,
-                   signed: bool = False) -> Path:
-    """Save the three panels (map by position, distance curve, sheet plot of ``neuron``, default the
-    neuron closest to the centre of the field) as one PNG; ``signed`` maps in a diverging colour scale."""
+                   signed: bool = False, baselines: dict | None = None) -> Path:
+    """Save the panels (map by position, distance curve, sheet plot of ``neuron``, default the neuron closest
+    to the centre of the field, and with planted-truth ``baselines`` their scores) as one PNG; ``signed`` maps
+    in a diverging colour scale."""
     pos = np.asarray(positions_um, dtype=np.float64)
     if neuron is None:
         neuron = int(np.argmin(np.linalg.norm(pos[:, :2] - pos[:, :2].mean(0), axis=1)))
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    scored = baselines is not None and "scores" in baselines
+    fig, axes = plt.subplots(1, 4 if scored else 3, figsize=(23 if scored else 17, 5))
     plot_map(axes[0], weights, pos, label, signed)
     plot_curve(axes[1], curve, label)
     plot_sheet(axes[2], weights, pos, neuron, label, signed)
+    if scored:
+        plot_baselines(axes[3], baselines)
     return save_figure(fig, path)
+
+
+def plot_baselines(ax: plt.Axes, baselines: dict) -> None:
+    """AUC of coupled pairs and Spearman rho with the planted reference, the map beside each baseline, with
+    the verdict line as the title."""
+    names = list(baselines["scores"])
+    x = np.arange(len(names))
+    for offset, metric in ((-0.2, "auc"), (0.2, "spearman")):
+        values = [baselines["scores"][n][metric] for n in names]
+        values = [np.nan if v is None else v for v in values]
+        ax.bar(x + offset, values, width=0.4, label=metric)
+    ax.axhline(0.5, color="grey", lw=0.5, ls="--")
+    ax.set_xticks(x, [n.replace("_", "\n") for n in names])
+    verdict = baselines["verdict"].split(" (")[0]
+    partial = baselines["partial_correlation"]
+    p = "n/a" if partial["p_value"] is None else f"{partial['p_value']:.2g}"
+    rho = "n/a" if partial["rho"] is None else f"{partial['rho']:.2f}"
+    ax.set(title=f"{verdict}\npartial rho {rho} (p {p}) vs {baselines['reference']}", ylabel="score")
+    ax.legend(frameon=False)
 
 
 def _json_list(values: np.ndarray) -> list[float | None]:
@@ -314,7 +339,9 @@ def _json_list(values: np.ndarray) -> list[float | None]:
 
 def distance_summary(weights: np.ndarray, positions_um: np.ndarray, label: str,
                      references: dict[str, np.ndarray] | None = None, untrained: np.ndarray | None = None,
-                     n_permutations: int = 1000, n_boot: int = 1000, seed: int = 0) -> tuple[dict, DistanceCurve]:
+                     n_permutations: int = 1000, n_boot: int = 1000, seed: int = 0,
+                     planted: np.ndarray | None = None, signal_corr: np.ndarray | None = None,
+                     signed: bool = False, planted_name: str = "J") -> tuple[dict, DistanceCurve]:
     """The JSON entry for one map (N, N) with positions (N, 3) um: ``spearman_rho``, ``p_value``
     (permutation), ``p_value_asymptotic``, ``distance_bins_um`` (bin centres), ``distance_bin_edges_um``,
     ``mean_<label>``, ``ci_low``, ``ci_high``, ``pair_counts``.
@@ -323,6 +350,12 @@ def distance_summary(weights: np.ndarray, positions_um: np.ndarray, label: str,
     distance_only_rho, description}} and ``truth_correlation``, the entry of the primary reference for this
     label (``PRIMARY_TRUTH``) with its name under ``reference``. With ``untrained`` (N, N), the same map of
     the model before training: ``untrained`` {spearman_rho, p_value, truth_correlation}.
+
+    ``baselines`` and ``verdict`` (``interaction_scores``): with ``planted`` (N, N), the planted matrix the map
+    should recover (J; ``signed`` maps against J itself), the map's AUC of coupled pairs and rank correlation
+    beside a distance-only map, the signal-correlation map ``signal_corr`` (N, N), the untrained map, the
+    partial correlation controlling for distance and signal correlation, and the line "beyond distance:
+    yes / no"; without it (real data), only how much distance and signal correlation explain the map.
     """
     corr = distance_correlation(weights, positions_um, n_permutations=n_permutations, seed=seed)
     curve = distance_curve(weights, positions_um, n_boot=n_boot, seed=seed)
@@ -347,6 +380,13 @@ def distance_summary(weights: np.ndarray, positions_um: np.ndarray, label: str,
                                       seed=seed)
             if primary in truth:
                 entry["untrained"]["truth_correlation"] = {**truth[primary], "reference": primary}
+    if planted is not None:
+        entry["baselines"] = interaction_scores(weights, planted, positions_um, signed=signed,
+                                                signal_corr=signal_corr, untrained=untrained,
+                                                n_permutations=n_permutations, seed=seed, truth_name=planted_name)
+    else:
+        entry["baselines"] = descriptive_scores(weights, positions_um, signal_corr, seed)
+    entry["verdict"] = entry["baselines"]["verdict"]
     return entry, curve
 
 
@@ -365,65 +405,91 @@ def _update_json(path: Path, name: str, entry: dict) -> None:
     write_json(path, summary, allow_nan=False)
 
 
+#: The maps ``write_interaction_outputs`` knows: name -> (JSON key, None for the recording's top level; label in
+#: keys and figures; signed; the planted matrix it is scored against: "coupling" J or "pools" P).
+MAP_KINDS: dict[str, tuple[str | None, str, bool, str]] = {
+    "attention": (None, "attention", False, "coupling"),
+    "coupling": ("coupling_vs_distance", "coupling", True, "coupling"),
+    "pools": ("pools_vs_distance", "pool", False, "pools"),
+    "context_attention": ("context_attention_vs_distance", "context_attention", False, "coupling"),
+    "context_coupling": ("context_coupling_vs_distance", "context_coupling", True, "coupling"),
+}
+
+
 def write_interaction_outputs(out_dir: str | os.PathLike, name: str, unit_id: np.ndarray, positions_um: np.ndarray,
                               attention: np.ndarray | None = None, attention_per_head: np.ndarray | None = None,
                               pools: np.ndarray | None = None, coupling: np.ndarray | None = None,
                               truth: np.ndarray | None = None,
                               truth_pools: np.ndarray | None = None, untrained_attention: np.ndarray | None = None,
                               untrained_pools: np.ndarray | None = None, n_permutations: int = 1000,
-                              n_boot: int = 1000, seed: int = 0) -> dict:
+                              n_boot: int = 1000, seed: int = 0, *, context_attention: np.ndarray | None = None,
+                              context_coupling: np.ndarray | None = None,
+                              untrained_coupling: np.ndarray | None = None,
+                              untrained_context_attention: np.ndarray | None = None,
+                              untrained_context_coupling: np.ndarray | None = None,
+                              signal_correlation: np.ndarray | None = None, planted: dict | None = None) -> dict:
     """Write ``OUT/NAME.zarr``, the recording's entry in ``OUT/attention_vs_distance.json`` (merged with
-    other recordings already there) and figures ``OUT/NAME_attention.png`` / ``OUT/NAME_pools.png``.
+    other recordings already there) and a figure ``OUT/NAME_<map>.png`` per map.
 
     All maps are in the order of ``unit_id`` (N,), both axes; positions_um (N, 3) um. attention (N, N),
     averaged over heads; attention_per_head (H, N, N); pools (N, N) normalisation pools; coupling (N, N) the
     signed coupling of drives of attention with drive values (``NeuronAttention.drive_coupling``), compared
-    with the signed truth J under ``coupling_vs_distance`` and drawn in ``OUT/NAME_coupling.png``.
+    with the signed truth J under ``coupling_vs_distance`` and drawn in ``OUT/NAME_coupling.png``;
+    context_attention (N, N) and context_coupling (N, N) the maps of the layer that conditions on recorded
+    activity (``ContextAttention``), under ``context_attention_vs_distance`` and
+    ``context_coupling_vs_distance``.
     Optional simulator truth for the recovery test: truth (N, N), the signed lateral coupling J (row i
     receives from column j), and truth_pools (N, N), the normalisation pools; each map is compared with all
-    ``truth_references`` of them (``distance_summary``). untrained_attention / untrained_pools (N, N): the
-    same maps of the model before training, reported under ``untrained`` and stored in the zarr.
-    Returns the JSON entry: the attention keys at top level, pool keys under ``pools_vs_distance``, coupling
-    keys under ``coupling_vs_distance``.
+    ``truth_references`` of them (``distance_summary``). untrained_* (N, N): the same maps of the model
+    before training, reported under ``untrained`` and as a baseline, and stored in the zarr.
+    signal_correlation (N, N): tuning similarity from the model's predicted responses, the baseline that the
+    interaction scores control for (stored as ``signal_correlation``). planted: what the simulator planted
+    (its truth's ``coupling_structure``), copied to the entry as ``planted_coupling``.
+    Every map gets ``baselines`` and a ``verdict`` line (``distance_summary``). Returns the JSON entry.
     """
-    if attention is None and pools is None and coupling is None:
-        raise ValueError(f"{name}: nothing to write (no attention map, coupling or pools)")
+    maps = {"attention": attention, "coupling": coupling, "pools": pools, "context_attention": context_attention,
+            "context_coupling": context_coupling}
+    before = {"attention": untrained_attention, "coupling": untrained_coupling, "pools": untrained_pools,
+              "context_attention": untrained_context_attention, "context_coupling": untrained_context_coupling}
+    if all(m is None for m in maps.values()):
+        raise ValueError(f"{name}: nothing to write (no attention map, coupling, pools or context maps)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pos = np.asarray(positions_um, dtype=np.float64)
     unit_id = np.asarray(unit_id)
     references = truth_references(truth, truth_pools)
+    targets = {"coupling": None if truth is None else _check_square(truth),
+               "pools": None if truth_pools is None else _check_square(truth_pools)}
     coords = {"unit_id": ("neuron", unit_id), "key_unit_id": ("neuron_key", unit_id),
               **{axis: ("neuron", pos[:, d]) for d, axis in enumerate(("x_um", "y_um", "z_um"))}}
     data: dict[str, tuple] = {}
     entry: dict = {"n_neurons": len(unit_id)}
+    if planted is not None:
+        entry["planted_coupling"] = planted
     pair = ("neuron", "neuron_key")
-    if attention is not None:
-        data["attention"] = (pair, np.asarray(attention, dtype=np.float32))
-        summary, curve = distance_summary(attention, pos, "attention", references, untrained_attention,
-                                          n_permutations, n_boot, seed)
-        entry.update(summary)
-        summary_figure(attention, pos, curve, out / f"{name}_attention.png", "attention")
-        if untrained_attention is not None:
-            data["untrained_attention"] = (pair, np.asarray(untrained_attention, dtype=np.float32))
-    if coupling is not None:
-        data["coupling"] = (pair, np.asarray(coupling, dtype=np.float32))
-        signed_truth = None if truth is None else {"coupling": _check_square(truth)}
-        summary, curve = distance_summary(coupling, pos, "coupling", signed_truth, None, n_permutations, n_boot,
-                                          seed)
-        entry["coupling_vs_distance"] = summary
-        summary_figure(coupling, pos, curve, out / f"{name}_coupling.png", "coupling", signed=True)
     if attention_per_head is not None:
         data["attention_per_head"] = (("head", "neuron", "neuron_key"),
                                       np.asarray(attention_per_head, dtype=np.float32))
-    if pools is not None:
-        data["pools"] = (pair, np.asarray(pools, dtype=np.float32))
-        summary, curve = distance_summary(pools, pos, "pool", references, untrained_pools, n_permutations,
-                                          n_boot, seed)
-        entry["pools_vs_distance"] = summary
-        summary_figure(pools, pos, curve, out / f"{name}_pools.png", "pool")
-        if untrained_pools is not None:
-            data["untrained_pools"] = (pair, np.asarray(untrained_pools, dtype=np.float32))
+    if signal_correlation is not None:
+        data["signal_correlation"] = (pair, np.asarray(signal_correlation, dtype=np.float32))
+    for kind, weights in maps.items():
+        if weights is None:
+            continue
+        key, label, signed, target = MAP_KINDS[kind]
+        data[kind] = (pair, np.asarray(weights, dtype=np.float32))
+        if before[kind] is not None:
+            data[f"untrained_{kind}"] = (pair, np.asarray(before[kind], dtype=np.float32))
+        # Signed maps are compared with signed J only (module docstring).
+        refs = references if not signed else (None if truth is None else {"coupling": targets["coupling"]})
+        summary, curve = distance_summary(weights, pos, label, refs, before[kind], n_permutations, n_boot, seed,
+                                          planted=targets[target], signal_corr=signal_correlation, signed=signed,
+                                          planted_name="J" if target == "coupling" else "P")
+        if key is None:
+            entry.update(summary)
+        else:
+            entry[key] = summary
+        summary_figure(weights, pos, curve, out / f"{name}_{kind}.png", label, signed=signed,
+                       baselines=summary["baselines"])
     attrs = {"recording": name, "description": "row i = how much neuron i attends to / is normalised by "
                                                "neuron j; both axes in the order of unit_id"}
     write_zarr(xr.Dataset(data, coords=coords, attrs=attrs), out / f"{name}.zarr")

@@ -1,9 +1,11 @@
 """Extract a fitted run's learned interaction structure: attention maps (a property of the population, the same
-for every stimulus; per head and averaged over heads) and divisive-normalisation pools, with the simulator's
-true coupling and pools where they exist."""
+for every stimulus; per head and averaged over heads), divisive-normalisation pools and the maps of the layer
+that conditions on recorded activity, the signal-correlation baseline, and the simulator's true coupling and
+pools where they exist."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, replace
 
@@ -11,10 +13,14 @@ import numpy as np
 import torch
 import xarray as xr
 
+from neurofit.analysis.interaction_scores import signal_correlation
 from neurofit.data.datamodule import load_arrays, tier_trials
 from neurofit.data.store import open_truth
 from neurofit.errors import DataError
+from neurofit.evaluation import predict_tier
+from neurofit.metrics import group_means
 from neurofit.models.interactions.attention import NeuronAttention
+from neurofit.models.interactions.context import ContextAttention
 from neurofit.models.interactions.normalization import DivisiveNormalization
 from neurofit.run import Run, load_run
 
@@ -24,8 +30,11 @@ class InteractionMaps:
     """One recording's maps, both axes in unit_id order. attention (N, N) and attention_per_head (H, N, N):
     row i = how much neuron i attends to neuron j (the same for any stimulus); pools (N, N): how strongly neuron j
     normalises neuron i. coupling (N, N): the signed coupling of drives attention applies
-    (``NeuronAttention.drive_coupling``), None when its values do not read the drive. truth_coupling /
-    truth_pools: the simulator's ground truth, (N, N), or None."""
+    (``NeuronAttention.drive_coupling``), None when its values do not read the drive. context_attention (N, N)
+    and context_coupling (N, N): the maps of the layer that reads the others' recorded activity
+    (``ContextAttention``). signal_correlation (N, N): tuning similarity, the correlation of two neurons'
+    stimulus-only predictions over the tier's stimuli (averaged over repeats). truth_coupling / truth_pools:
+    the simulator's ground truth, (N, N), or None; planted: the truth's ``coupling_structure`` attribute."""
 
     unit_id: np.ndarray
     positions_um: np.ndarray
@@ -35,13 +44,21 @@ class InteractionMaps:
     pools: np.ndarray | None
     truth_coupling: np.ndarray | None
     truth_pools: np.ndarray | None
+    context_attention: np.ndarray | None = None
+    context_coupling: np.ndarray | None = None
+    signal_correlation: np.ndarray | None = None
+    planted: dict | None = None
 
 
 @torch.no_grad()
 def extract_maps(run: Run, data: str | os.PathLike, recording: str, tier: str = "test",
-                 max_trials: int = 256, batch_size: int = 32) -> InteractionMaps:
+                 max_trials: int = 256, batch_size: int = 32, signal: bool = True) -> InteractionMaps:
     """Average attention maps over up to ``max_trials`` trials of ``tier`` (raw inputs through the run's
-    normalisation and core), and read the learned pools."""
+    normalisation and core), read the learned pools and context maps and, with ``signal``, the signal
+    correlation of the run's stimulus-only predictions of ``tier``.
+
+    Raises DataError when the run has no interaction layer to map for ``recording`` or its neurons have no
+    cortical coordinates (all at one position), before anything is computed."""
     encoder = run.encoder
     if encoder is None or recording not in encoder.interactions:
         raise DataError(f"{run.path}: recording {recording!r} has no interaction layers (fit a config with "
@@ -49,41 +66,69 @@ def extract_maps(run: Run, data: str | os.PathLike, recording: str, tier: str = 
     stack = encoder.interactions[recording]
     attention_layer = stack.find(NeuronAttention)
     norm_layer = stack.find(DivisiveNormalization)
+    context_layer = stack.find(ContextAttention)
+    if attention_layer is None and norm_layer is None and context_layer is None:
+        raise DataError(f"{run.path}: recording {recording!r} has no attention, normalisation or context layer "
+                        "to map")
+    spec = run.specs[recording]
+    positions = np.asarray(spec.coords_um, dtype=np.float64).reshape(-1, 3)
+    if len(positions) < 2 or not np.ptp(positions, axis=0).any():
+        raise DataError(f"{run.path}: the neurons of recording {recording!r} have no cortical coordinates (all "
+                        "at one position), so maps cannot be compared with cortical distance")
     embedding = encoder.readouts[recording].embedding
     per_head = coupling = None
     if attention_layer is not None:
         signed = attention_layer.drive_coupling(embedding)
         coupling = None if signed is None else signed.numpy()
-        arrays = load_arrays(data, recording, in_memory=False)
-        trials = tier_trials(arrays, tier)[:max_trials]
-        if not len(trials):
-            raise DataError(f"{data}: recording {recording!r} has no {tier!r} trials to average attention over")
-        total, count = None, 0
-        for start in range(0, len(trials), batch_size):
-            batch = arrays.read(trials[start:start + batch_size])
-            tensors = {k: torch.as_tensor(v) for k, v in batch.items()
-                       if k in ("stimulus", "behavior", "pupil_center")}
-            out, _ = encoder.readout(recording, tensors["stimulus"], tensors.get("behavior"),
-                                     tensors.get("pupil_center"))
-            maps = attention_layer.attention_map(out.drive, out.features, embedding, heads=True)
-            n = len(trials[start:start + batch_size])
-            total = maps * n if total is None else total + maps * n
-            count += n
-        per_head = (total / count).numpy()
+        per_head = _average_attention(encoder, attention_layer, data, recording, tier, max_trials, batch_size)
     pools = None if norm_layer is None else norm_layer.pool_matrix(embedding).numpy()
     truth = open_truth(data, recording)
-    spec = run.specs[recording]
     unit_id = np.asarray(spec.unit_id)
+    planted = None if truth is None or "coupling_structure" not in truth.attrs else json.loads(
+        truth.attrs["coupling_structure"])
     return InteractionMaps(
         unit_id=unit_id,
-        positions_um=np.asarray(spec.coords_um, dtype=np.float64).reshape(-1, 3),
+        positions_um=positions,
         attention=None if per_head is None else per_head.mean(axis=0),
         attention_per_head=per_head,
         coupling=coupling,
         pools=pools,
         truth_coupling=truth_matrix(truth, "coupling", unit_id, f"{data}: {recording}"),
         truth_pools=truth_matrix(truth, "norm_pool", unit_id, f"{data}: {recording}"),
+        context_attention=None if context_layer is None else context_layer.attention_map(embedding, False).numpy(),
+        context_coupling=None if context_layer is None else context_layer.coupling(embedding).numpy(),
+        signal_correlation=_signal_correlation(run, data, recording, tier) if signal else None,
+        planted=planted,
     )
+
+
+def _average_attention(encoder: torch.nn.Module, layer: NeuronAttention, data: str | os.PathLike, recording: str,
+                       tier: str, max_trials: int, batch_size: int) -> np.ndarray:
+    """Attention per head (H, N, N) averaged over up to ``max_trials`` trials of ``tier``."""
+    embedding = encoder.readouts[recording].embedding
+    arrays = load_arrays(data, recording, in_memory=False)
+    trials = tier_trials(arrays, tier)[:max_trials]
+    if not len(trials):
+        raise DataError(f"{data}: recording {recording!r} has no {tier!r} trials to average attention over")
+    total, count = None, 0
+    for start in range(0, len(trials), batch_size):
+        batch = arrays.read(trials[start:start + batch_size])
+        tensors = {k: torch.as_tensor(v) for k, v in batch.items()
+                   if k in ("stimulus", "behavior", "pupil_center")}
+        out, _ = encoder.readout(recording, tensors["stimulus"], tensors.get("behavior"),
+                                 tensors.get("pupil_center"))
+        maps = layer.attention_map(out.drive, out.features, embedding, heads=True)
+        n = len(trials[start:start + batch_size])
+        total = maps * n if total is None else total + maps * n
+        count += n
+    return (total / count).numpy()
+
+
+def _signal_correlation(run: Run, data: str | os.PathLike, recording: str, tier: str) -> np.ndarray:
+    """Tuning similarity (N, N) from the run's stimulus-only predictions of ``tier``, averaged over repeats of
+    each stimulus (movies: per frame after the burn-in) so that behaviour and noise do not enter."""
+    prediction = predict_tier(run, data, recording, tier, run.config.eval_skip_frames)
+    return signal_correlation(group_means(prediction.pred, prediction.group))
 
 
 def truth_matrix(truth: xr.Dataset | None, key: str, unit_id: np.ndarray,

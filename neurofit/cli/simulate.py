@@ -17,9 +17,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     v1.add_argument("--video", action="store_true", help="drifting 1/f movies at 30 Hz, responses per frame")
     v1.add_argument("--seed", type=int, default=0)
     # The names are neurofit.data.simulate.v1_params.PRESETS (not imported here: it loads the data layer).
-    v1.add_argument("--preset", choices=("calibrated", "high-snr"), default="calibrated",
-                    help="statistics: calibrated to SENSORIUM 2022 noise and reliability (default), or high-snr, "
-                         "the far less noisy defaults before issue #17 (datasets/simulated_v1.md)")
+    v1.add_argument("--preset", choices=("calibrated", "calibrated-noise-free-coupling", "high-snr"),
+                    default="calibrated",
+                    help="statistics: calibrated to SENSORIUM 2022 noise and reliability, private fluctuations "
+                         "passing through the coupling (default); calibrated-noise-free-coupling, the default "
+                         "before issue #22 (coupling acts on noise-free drives only); or high-snr, the far less "
+                         "noisy defaults before issue #17 (datasets/simulated_v1.md)")
+    v1.add_argument("--coupling", choices=("distance", "tuning"), default=None,
+                    help="planted lateral coupling: distance (dense, excitatory centre and inhibitory surround; "
+                         "the default) or tuning (sparse, positive, like-to-like by orientation preference, "
+                         "independent of cortical distance)")
+    v1.add_argument("--private-fluctuations", action="store_true",
+                    help="the drive's trial-to-trial fluctuations act after the coupling, so they do not spread "
+                         "to coupled neurons (default: they pass through it)")
     v1.add_argument("--overwrite", action="store_true", help="replace an existing store")
     v1.set_defaults(handler=_run_v1)
 
@@ -45,8 +55,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run_v1(args: argparse.Namespace) -> int:
     from neurofit.data.simulate.v1 import simulate_v1_store
 
+    overrides = {} if args.coupling is None else {"coupling_structure": args.coupling}
+    if args.private_fluctuations:
+        overrides["fluctuation_through_coupling"] = False
     path = simulate_v1_store(args.out, recordings=args.recordings, neurons=args.neurons, video=args.video,
-                             seed=args.seed, preset=args.preset, overwrite=args.overwrite)
+                             seed=args.seed, preset=args.preset, overwrite=args.overwrite, **overrides)
     print(f"wrote {path}")
     return 0
 

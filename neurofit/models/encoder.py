@@ -12,6 +12,7 @@ from torch import nn
 
 from neurofit.data.spec import RecordingSpec
 from neurofit.errors import ConfigError
+from neurofit.models.interactions.context import residuals
 from neurofit.models.modulators import BehaviorModulator, Shifter
 from neurofit.models.readouts.base import ReadoutOutput
 
@@ -163,27 +164,52 @@ class Encoder(nn.Module):
         return ReadoutOutput(out.drive.reshape(*lead, n), out.features.reshape(*lead, n, -1)), gain
 
     def forward(self, recording: str, stimulus: torch.Tensor, behavior: torch.Tensor | None = None,
-                pupil_center: torch.Tensor | None = None) -> torch.Tensor:
+                pupil_center: torch.Tensor | None = None, responses: torch.Tensor | None = None) -> torch.Tensor:
+        """Rates (normalised units). With recorded ``responses`` (recording units, (B, [T,] N)) and a context
+        layer (``has_context``): the prediction with population context, each neuron given the others'
+        recorded activity; otherwise the stimulus-only prediction."""
+        rate, with_context = self.forward_modes(recording, stimulus, behavior, pupil_center, responses)
+        return rate if with_context is None else with_context
+
+    def forward_modes(self, recording: str, stimulus: torch.Tensor, behavior: torch.Tensor | None = None,
+                      pupil_center: torch.Tensor | None = None,
+                      responses: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Both predictions from one pass of the core: the stimulus-only rate, and the rate with population
+        context (None without ``responses`` or a context layer), (B, [T,] N) normalised units each."""
         out, gain = self.readout(recording, stimulus, behavior, pupil_center)
         drive = out.drive
         layers = self.interactions[recording] if recording in self.interactions else None  # noqa: SIM401 (ModuleDict has no .get)
         embedding = self.readouts[recording].embedding
         if layers is not None:
             drive = layers.before_output(drive, out.features, embedding)
+        rate = self._to_rate(recording, drive, out.features, embedding, gain)
+        if responses is None or not self.has_context(recording):
+            return rate, None
+        correction = layers.context(residuals(responses, rate, self.response_std(recording)), embedding)
+        return rate, self._to_rate(recording, drive + correction, out.features, embedding, gain)
+
+    def _to_rate(self, recording: str, drive: torch.Tensor, features: torch.Tensor, embedding: torch.Tensor,
+                 gain: torch.Tensor | None) -> torch.Tensor:
+        """Drive after the drive-acting layers -> rate: output nonlinearity, scale, behaviour gain, rate layers."""
         rate = OUTPUTS[self.output_name](drive)
         if recording in self.output_scales:
             rate = rate * self.output_scales[recording].exp()
         if gain is not None:
             rate = rate * gain
-        if layers is not None:
-            rate = layers.after_output(rate, out.features, embedding)
+        if recording in self.interactions:
+            rate = self.interactions[recording].after_output(rate, features, embedding)
         return rate
+
+    def has_context(self, recording: str) -> bool:
+        """Whether the recording's interactions include a layer that conditions on recorded activity."""
+        return recording in self.interactions and self.interactions[recording].has_context
 
     @torch.no_grad()
     def predict(self, recording: str, stimulus: torch.Tensor, behavior: torch.Tensor | None = None,
-                pupil_center: torch.Tensor | None = None) -> torch.Tensor:
-        """Predicted responses in the recording's own units, (B, [T,] N)."""
-        return self(recording, stimulus, behavior, pupil_center) * self.response_std(recording)
+                pupil_center: torch.Tensor | None = None, responses: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted responses in the recording's own units, (B, [T,] N); with ``responses`` (recorded,
+        recording units) given population context where the model has a context layer (``forward``)."""
+        return self(recording, stimulus, behavior, pupil_center, responses) * self.response_std(recording)
 
     def regularizer(self, weights: RegularizationConfig) -> torch.Tensor:
         """Weighted sum of the components' penalties: ``core`` (first-layer smoothness), ``readout``

@@ -118,6 +118,11 @@ class RNNData:
             raise DataError(f"{self.source}: time series too short: {self.n_samples} samples x {self.dt:g} s = "
                             f"{duration:g} s, fewer than {MIN_TIME_CONSTANTS:g} time constants (tau = {tau:g} s)")
 
+    def trial_slice(self, start: int, stop: int) -> RNNData:
+        """Trials [start, stop) whole (their inputs with them)."""
+        inputs = None if self.inputs is None else self.inputs[start:stop]
+        return dataclasses.replace(self, rates=self.rates[start:stop], inputs=inputs)
+
     def time_slice(self, start: int, stop: int) -> RNNData:
         """Samples [start, stop) of every trial (inputs and reset points with them), placed in the trial."""
         inputs = None if self.inputs is None else self.inputs[:, start:stop]

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from neurofit.errors import ConfigError
+from neurofit.errors import ConfigError, DataError
 from neurofit.rnn.config import FitConfig
 from neurofit.rnn.currents import decompose
 from neurofit.rnn.data import RNNData
@@ -43,8 +43,12 @@ from neurofit.rnn.rls import make_trainer
 REQUIRED, NOT_REQUIRED = "required", "not required by the data"
 
 
-def check_options(inits: int, runs: int, holdout: float, window: int, threshold: float) -> None:
+def check_options(inits: int, runs: int, holdout: float, window: int, threshold: float,
+                  holdout_trials: int = 0) -> None:
     """``ConfigError`` naming the option for values the test cannot use."""
+    if holdout_trials < 0:
+        raise ConfigError(f"--holdout-trials must be 0 (hold out the end of every trial) or a number of trials, "
+                          f"got {holdout_trials}")
     if inits < 2:
         raise ConfigError(f"--inits must be at least 2 (the verdict needs a spread), got {inits}")
     if runs < 1:
@@ -57,12 +61,21 @@ def check_options(inits: int, runs: int, holdout: float, window: int, threshold:
         raise ConfigError(f"--threshold must be positive, got {threshold:g}")
 
 
-def split_holdout(data: RNNData, holdout: float, tau: float, window: int = 0) -> tuple[RNNData, RNNData]:
-    """(training part, held-out part) of every trial, the held-out part with reset points every ``window``
-    samples (0: none besides its own); ``DataError`` when either part is shorter than the model needs (three
+def split_holdout(data: RNNData, holdout: float, tau: float, window: int = 0,
+                  trials: int = 0) -> tuple[RNNData, RNNData]:
+    """(training part, held-out part): the last ``trials`` trials whole, or (``trials`` 0) the last ``holdout``
+    of every trial; the held-out part with reset points every ``window`` samples (0: none besides its own).
+    ``DataError`` when no trial is left to train on, or either part is shorter than the model needs (three
     time constants ``tau``)."""
-    cut = int(round((1 - holdout) * data.n_samples))
-    train, test = data.time_slice(0, cut), data.time_slice(cut, data.n_samples)
+    if trials:
+        if trials >= data.n_trials:
+            raise DataError(f"{data.source}: --holdout-trials {trials} leaves no trial to train on (the data have "
+                            f"{data.n_trials})")
+        cut = data.n_trials - trials
+        train, test = data.trial_slice(0, cut), data.trial_slice(cut, data.n_trials)
+    else:
+        cut = int(round((1 - holdout) * data.n_samples))
+        train, test = data.time_slice(0, cut), data.time_slice(cut, data.n_samples)
     for part in (train, test):
         part.check_duration(tau)
     if window:

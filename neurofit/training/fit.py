@@ -225,14 +225,19 @@ def _fit_encoder(module, cfg: ExperimentConfig, dm: NeuralDataModule, specs: lis
         plugins=plugins, log_every_n_steps=tcfg.log_every_n_steps,
         num_sanity_val_steps=0)
     if ckpt is None:  # a resumed run takes its positions from the checkpoint
-        from neurofit.training.readout_init import init_readout_positions
+        from neurofit.training.readout_init import init_readout_features, init_readout_positions
 
         mapped_at = time.time()
-        strengths = init_readout_positions(module.encoder, dm.recordings)
+        transferred = cfg.training.init_from is not None
+        strengths = init_readout_positions(module.encoder, dm.recordings, trained_core=transferred)
         if strengths and is_launcher_rank():
             log.info("readout positions start at RF centres mapped from the training data of %d recording(s) "
                      "in %.1f s (median response-energy correlation %.2f)", len(strengths),
                      time.time() - mapped_at, np.median(list(strengths.values())))
+        penalties = init_readout_features(module.encoder, dm.recordings) if transferred else {}
+        if penalties and is_launcher_rank():
+            log.info("readout feature weights start at the ridge regression on the transferred core's features "
+                     "for %d recording(s)", len(penalties))
         module.restart_average()
         if is_launcher_rank():
             save_init_checkpoint(module, out / "checkpoints" / "init.ckpt")

@@ -1,4 +1,5 @@
-"""Trial-to-trial variability: a gain shared by all neurons plus private, overdispersed calcium-event noise."""
+"""Trial-to-trial variability: a gain shared by all neurons, private fluctuations of the drive (which the
+lateral coupling can pass on) and private, overdispersed calcium-event noise."""
 
 from __future__ import annotations
 
@@ -43,3 +44,26 @@ def calcium_events(rng: np.random.Generator, mean: np.ndarray, event_amplitude: 
     events = rng.poisson(mean / event_amplitude)
     amplitude = (event_amplitude / event_shape).astype(np.float32)
     return rng.standard_gamma((events * event_shape).astype(np.float32), dtype=np.float32) * amplitude
+
+
+def private_fluctuations(rng: np.random.Generator, lead: tuple[int, ...], neurons: int, cv: float,
+                         dt_s: float | None = None, tau_s: float = 0.1) -> np.ndarray:
+    """Unobserved multiplicative fluctuation of each neuron's drive, mean 1, coefficient of variation ``cv``.
+
+    Static trials (``dt_s`` None, lead (trial,)): independent gamma per trial and neuron. Movies (lead
+    (trial, frame)): log-normal with an AR(1) log per neuron over the frames of a trial, time constant
+    ``tau_s`` at frame spacing ``dt_s`` seconds, stationary from the first frame.
+    Returns (*lead, neurons) float32; all ones when ``cv`` is 0 (and nothing is drawn).
+    """
+    shape = (*lead, neurons)
+    if cv == 0:
+        return np.ones(shape, dtype=np.float32)
+    if dt_s is None:
+        k = 1.0 / cv**2
+        return rng.gamma(k, 1.0 / k, shape).astype(np.float32)
+    sd = np.sqrt(np.log1p(cv**2))
+    a = np.exp(-dt_s / tau_s)
+    e = rng.standard_normal(shape)
+    e[:, 0] /= np.sqrt(1 - a**2)
+    log_x = sd * lfilter([np.sqrt(1 - a**2)], [1, -a], e, axis=1)
+    return np.exp(log_x - 0.5 * sd**2).astype(np.float32)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neurofit.data.simulate.coupling import draw_coupling
 from neurofit.data.simulate.v1_params import V1Params
 
 
@@ -58,11 +59,13 @@ class Population:
 
 
 def draw_population(rng: np.random.Generator, temporal_rng: np.random.Generator, neurons: int,
-                    p: V1Params) -> Population:
+                    p: V1Params, structure_rng: np.random.Generator) -> Population:
     """Draw one mouse's neurons from the generative family.
 
     ``rng`` draws everything a static recording uses; ``temporal_rng`` draws the video-only parameters, so
-    the same seed gives the same neurons with and without ``video``.
+    the same seed gives the same neurons with and without ``video``; ``structure_rng`` draws which pairs
+    the ``tuning`` coupling structure connects (``coupling.py``), so the neurons are the same whatever
+    coupling is planted.
     """
     x_um = rng.uniform(0, p.field_um, neurons)
     y_um = rng.uniform(0, p.field_um, neurons)
@@ -87,7 +90,7 @@ def draw_population(rng: np.random.Generator, temporal_rng: np.random.Generator,
         filters=gabor_pairs(centre, orientation, sf, phase, sigma, aspect, p.height, p.width),
         norm_sigma=rng.uniform(*p.norm_sigma, neurons),
         norm_pool=pool,
-        coupling=_coupling(rng, distance, p),
+        coupling=draw_coupling(rng, structure_rng, distance, orientation, p),
         run_gain=p.run_gain[0] + p.run_gain[1] * rng.standard_normal(neurons),
         pupil_gain=p.pupil_gain[0] + p.pupil_gain[1] * rng.standard_normal(neurons),
         response_scale=np.exp(log_scale),
@@ -152,17 +155,3 @@ def _retinotopy(rng: np.random.Generator, p: V1Params) -> np.ndarray:
 def _distance(x_um: np.ndarray, y_um: np.ndarray, z_um: np.ndarray) -> np.ndarray:
     pos = np.stack([x_um, y_um, z_um], axis=1)
     return np.sqrt(((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1))
-
-
-def _coupling(rng: np.random.Generator, distance: np.ndarray, p: V1Params) -> np.ndarray:
-    """Excitation near, weaker inhibition farther, with log-normal jitter per synapse.
-
-    Scaled so the largest summed absolute input weight of any neuron is ``coupling_strength`` (< 1): then
-    r <- relu(u + C r) is a contraction and the recurrence is stable whatever the input.
-    """
-    profile = (np.exp(-0.5 * (distance / p.coupling_length_um) ** 2)
-               - p.inhibition_ratio * np.exp(-0.5 * (distance / p.inhibition_length_um) ** 2))
-    weights = profile * np.exp(0.3 * rng.standard_normal(distance.shape))
-    np.fill_diagonal(weights, 0.0)
-    norm = np.abs(weights).sum(1).max()
-    return weights * (p.coupling_strength / norm) if norm > 0 else weights

@@ -2,9 +2,12 @@
 
 Every mouse (recording) gets its own neurons drawn from one generative family (``population.py``): cortical
 positions, retinotopic Gabor RFs (simple and complex cells), divisive normalisation over a distance-weighted
-pool, lateral coupling that falls off with distance, and running/pupil gain. Stimuli are natural-statistics
-images (1/f noise mixed with dead leaves, ``images.py``), or drifting movies at 30 Hz with ``video=True``.
-Eye position moves every RF on the screen. Responses are the noise-free rates times a shared trial gain, with
+pool, lateral coupling (``coupling.py``: by cortical distance, or sparse like-to-like by tuning), and
+running/pupil gain. Stimuli are natural-statistics images (1/f noise mixed with dead leaves, ``images.py``), or
+drifting movies at 30 Hz with ``video=True``. Eye position moves every RF on the screen. Each neuron's drive
+carries a private trial-to-trial (movies: frame-to-frame) fluctuation which, by default, enters before the
+lateral coupling, so coupled neurons share it (noise correlations follow the coupling; in movies the previous
+frame's activity drives coupled neurons); responses are those latent rates times a shared trial gain, with
 private calcium-event noise (``noise.py``), so reliabilities span a wide range.
 
 Test stimuli are the same for every mouse and repeated ``test_repeats`` times; train and validation stimuli
@@ -14,9 +17,11 @@ holds its first trial's behaviour, so the repeat-based oracle and FEVE are ceili
 stimuli are 0 .. n_test - 1 in every mouse; the train/validation stimuli of mouse m are (m + 1) * 1e6 + k,
 unique across mice.
 
-The ``truth`` Dataset per recording has the noise-free expected ``rates`` (behaviour effects included),
-``coupling`` and ``norm_pool`` (neuron, neuron_key), the RFs (``rf_center_px``, ``rf_filters`` ...),
-``cell_type``, gains and noise parameters; its ``neuron`` order matches the recording's.
+The ``truth`` Dataset per recording has the noise-free expected ``rates`` (behaviour effects included, no
+fluctuations), ``coupling`` and ``norm_pool`` (neuron, neuron_key), the RFs (``rf_center_px``, ``rf_filters``
+...), ``cell_type``, gains and noise parameters; its ``neuron`` order matches the recording's. The attribute
+``coupling_structure`` (JSON) says what coupling was planted: structure, sign, density, what it depends on and
+whether the fluctuations pass through it.
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ from threadpoolctl import threadpool_limits
 
 from neurofit.data.recording import SENSORIUM_BEHAVIOR_CHANNELS, make_recording
 from neurofit.data.simulate.behavior import Behavior, session_behavior
+from neurofit.data.simulate.coupling import coupling_summary
 from neurofit.data.simulate.images import drifting_movies, natural_images
-from neurofit.data.simulate.noise import calcium_events, shared_gain
+from neurofit.data.simulate.noise import calcium_events, private_fluctuations, shared_gain
 from neurofit.data.simulate.population import Population, draw_population
 from neurofit.data.simulate.responses import (
     Calibration,
@@ -149,8 +155,10 @@ def _stimuli(rng: np.random.Generator, n: int, p: V1Params, video: bool) -> np.n
 def _simulate_mouse(m: int, neurons: int, video: bool, seed: int, p: V1Params, mouse_ss: np.random.SeedSequence,
                     test: np.ndarray, calibration: np.ndarray) -> tuple[xr.Dataset, xr.Dataset]:
     # Separate streams: changing the number of trials never changes the neurons, and vice versa.
-    neuron_ss, temporal_ss, stimulus_ss, behavior_ss, noise_ss = mouse_ss.spawn(5)
-    pop = draw_population(np.random.default_rng(neuron_ss), np.random.default_rng(temporal_ss), neurons, p)
+    # Streams added later come last: spawn(k)'s first children do not depend on k, so earlier data reproduce.
+    neuron_ss, temporal_ss, stimulus_ss, behavior_ss, noise_ss, structure_ss, fluctuation_ss = mouse_ss.spawn(7)
+    pop = draw_population(np.random.default_rng(neuron_ss), np.random.default_rng(temporal_ss), neurons, p,
+                          np.random.default_rng(structure_ss))
     calib = _calibrate(pop, calibration, p, video)
 
     stim_rng = np.random.default_rng(stimulus_ss)
@@ -171,18 +179,22 @@ def _simulate_mouse(m: int, neurons: int, video: bool, seed: int, p: V1Params, m
     linear = linear_responses(frames, beh.eye_shift_px, pop.filters, p.mean_luminance)
     if video:
         linear = temporal_filter(linear.reshape(*lead, neurons, 2), pop.kernel)
-        activity = dynamics(normalised_drive(linear, pop, calib.linear_sd, p.norm_exponent), pop,
-                            _adaptation_decay(p))
-    else:
-        activity = couple_static(normalised_drive(linear, pop, calib.linear_sd, p.norm_exponent), pop.coupling,
-                                 p.coupling_steps)
+    u = normalised_drive(linear, pop, calib.linear_sd, p.norm_exponent)
+    activity = _couple(u, pop, p, video)
     log_gain = beh.log_gain(pop.run_gain, pop.pupil_gain).reshape(activity.shape)
     rates = to_rates(activity, log_gain, pop, calib.mean_activity)
+    latent = rates
+    if p.fluctuation_cv > 0:
+        fluctuation = private_fluctuations(np.random.default_rng(fluctuation_ss), lead, neurons, p.fluctuation_cv,
+                                           dt_s if video else None, p.fluctuation_tau_s)
+        noisy = (_couple(u * fluctuation, pop, p, video) if p.fluctuation_through_coupling
+                 else activity * fluctuation)
+        latent = to_rates(noisy, log_gain, pop, calib.mean_activity)
 
     noise_rng = np.random.default_rng(noise_ss)
     gain = shared_gain(noise_rng, int(np.prod(lead)), p.shared_gain_cv, dt_s if video else None,
                        p.shared_gain_tau_s).reshape(lead)
-    responses = calcium_events(noise_rng, rates * gain[..., None], pop.event_size * pop.response_scale,
+    responses = calcium_events(noise_rng, latent * gain[..., None], pop.event_size * pop.response_scale,
                                p.event_shape)
 
     name = f"mouse{m}"
@@ -233,12 +245,16 @@ def _calibrate(pop: Population, calibration: np.ndarray, p: V1Params, video: boo
     axes = tuple(range(linear.ndim - 2))
     linear_sd = np.sqrt(0.5 * (linear**2).sum(-1).mean(axes)).astype(np.float64)
     linear_sd = np.maximum(linear_sd, 1e-6)
-    u = normalised_drive(linear, pop, linear_sd, p.norm_exponent)
-    if video:
-        activity = dynamics(u, pop, _adaptation_decay(p))
-    else:
-        activity = couple_static(u, pop.coupling, p.coupling_steps)
+    activity = _couple(normalised_drive(linear, pop, linear_sd, p.norm_exponent), pop, p, video)
     return Calibration(linear_sd=linear_sd, mean_activity=np.maximum(activity.mean(axes), 1e-6))
+
+
+def _couple(u: np.ndarray, pop: Population, p: V1Params, video: bool) -> np.ndarray:
+    """Normalised drive (trial, [frame,] N) -> activity after the lateral coupling (movies: with the dynamics
+    and adaptation over frames)."""
+    if video:
+        return dynamics(u, pop, _adaptation_decay(p))
+    return couple_static(u, pop.coupling, p.coupling_steps)
 
 
 def _adaptation_decay(p: V1Params) -> float:
@@ -286,5 +302,6 @@ def _truth(ds: xr.Dataset, pop: Population, rates: np.ndarray, gain: np.ndarray,
         "stimulus_id": ("trial", ds["stimulus_id"].values),
     }
     attrs = {"name": ds.attrs["name"], "source": SOURCE, "seed": seed,
-             "retinotopy_px_from_um": attrs_json(pop.retinotopy), "params": attrs_json(dataclasses.asdict(p))}
+             "retinotopy_px_from_um": attrs_json(pop.retinotopy), "params": attrs_json(dataclasses.asdict(p)),
+             "coupling_structure": attrs_json(coupling_summary(pop.coupling, p))}
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)

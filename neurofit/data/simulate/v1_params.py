@@ -108,6 +108,14 @@ class V1Params:
     """Largest summed absolute coupling input of any neuron (< 1 makes the recurrence a stable contraction)."""
     coupling_steps: int = 2
     """Static mode: recurrent steps r <- relu(u + C r)."""
+    coupling_structure: str = "distance"
+    """Planted lateral coupling (``coupling.py``): ``distance`` (dense; excitatory centre, inhibitory surround, by
+    cortical distance) or ``tuning`` (sparse, positive, like-to-like by orientation preference, independent of
+    distance)."""
+    coupling_density: float = 0.03
+    """``tuning`` structure: mean fraction of ordered neuron pairs that are connected."""
+    coupling_tuning_kappa: float = 2.0
+    """``tuning`` structure: connection probability ~ exp(kappa cos 2(theta_i - theta_j)) (0: random graph)."""
 
     # --- behaviour ---------------------------------------------------------------------------------------
     run_bout_s: float = 12.0
@@ -146,6 +154,15 @@ class V1Params:
     """Coefficient of variation of the unobserved gain shared by all neurons on a trial (or frame)."""
     shared_gain_tau_s: float = 0.5
     """Video mode: time constant of the shared gain fluctuation, seconds."""
+    fluctuation_cv: float = 0.3
+    """Coefficient of variation of a private multiplicative fluctuation of every neuron's drive on every trial
+    (video: frame), mean 1 (0: none, the simulator before issue #22)."""
+    fluctuation_through_coupling: bool = True
+    """Private fluctuations enter before the lateral coupling, so they propagate to coupled neurons (noise
+    correlations follow the coupling and, in movies, the previous frame's activity drives coupled neurons);
+    false: they multiply each neuron's coupled activity and stay private."""
+    fluctuation_tau_s: float = 0.1
+    """Video mode: time constant of the private fluctuations (AR(1) in log over frames), seconds."""
 
     # --- temporal dynamics (video mode) ------------------------------------------------------------------
     kernel_frames: int = 10
@@ -175,12 +192,18 @@ class V1Params:
 
 
 #: Named parameter sets, as changes from the defaults. ``calibrated`` (the defaults): noise and reliability as in
-#: SENSORIUM 2022 and behaviour held over each block of test repeats (issue #17); ``high-snr``: the defaults before
-#: that, far less noisy, with test repeats interleaved, so earlier results reproduce exactly.
+#: SENSORIUM 2022 and behaviour held over each block of test repeats (issue #17), private fluctuations passing
+#: through the coupling (issue #22); ``calibrated-noise-free-coupling``: the calibrated defaults before issue #22
+#: (coupling acts on noise-free drives only), number for number; ``high-snr``: the defaults before issue #17, far
+#: less noisy, with test repeats interleaved, so earlier results reproduce exactly.
 PRESETS: dict[str, dict[str, Any]] = {
     "calibrated": {},
-    "high-snr": {"hold_test_behavior": False, "event_size": (0.03, 8.0), "event_shape": 2.0},
+    "calibrated-noise-free-coupling": {"fluctuation_cv": 0.0},
+    "high-snr": {"hold_test_behavior": False, "event_size": (0.03, 8.0), "event_shape": 2.0,
+                 "fluctuation_cv": 0.0},
 }
+#: Values of ``coupling_structure``.
+COUPLING_STRUCTURES = ("distance", "tuning")
 
 
 def _check(p: V1Params) -> None:
@@ -194,8 +217,13 @@ def _check(p: V1Params) -> None:
         value = getattr(p, field)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             fail(field, "must be a positive integer")
-    if not isinstance(p.hold_test_behavior, bool):
-        fail("hold_test_behavior", "must be true or false")
+    for field in ("hold_test_behavior", "fluctuation_through_coupling"):
+        if not isinstance(getattr(p, field), bool):
+            fail(field, "must be true or false")
+    if p.coupling_structure not in COUPLING_STRUCTURES:
+        fail("coupling_structure", f"must be one of {COUPLING_STRUCTURES}")
+    if not 0 < p.coupling_density <= 1:
+        fail("coupling_density", "must lie in (0, 1]")
     if isinstance(p.test_repeats, bool) or not isinstance(p.test_repeats, int) or p.test_repeats < 2:
         fail("test_repeats", "must be an integer >= 2 (oracle correlations need repeats)")
     if p.height < 8 or p.width < 8:
@@ -203,12 +231,12 @@ def _check(p: V1Params) -> None:
     positive = ("frame_rate_hz", "trial_interval_s", "mean_luminance", "contrast_rms", "field_um", "px_per_um",
                 "norm_exponent", "norm_length_um", "coupling_length_um", "inhibition_length_um", "run_bout_s",
                 "rest_bout_s", "run_speed_cm_s", "pupil_diameter_px", "shared_gain_tau_s", "adaptation_tau_s",
-                "event_shape", "shift_px_per_camera_px", "pupil_center_sd_px")
+                "event_shape", "shift_px_per_camera_px", "pupil_center_sd_px", "fluctuation_tau_s")
     for field in positive:
         if not getattr(p, field) > 0:
             fail(field, "must be > 0")
     nonneg = ("contrast_log_sd", "spectrum_exponent", "rf_scatter_px", "retinotopy_rotation_deg",
-              "inhibition_ratio", "pupil_running_px", "shared_gain_cv")
+              "inhibition_ratio", "pupil_running_px", "shared_gain_cv", "fluctuation_cv", "coupling_tuning_kappa")
     for field in nonneg:
         if not getattr(p, field) >= 0:
             fail(field, "must be >= 0")

@@ -1,4 +1,4 @@
-"""Interaction layers by config name: ``none``, ``attention``, ``normalization``.
+"""Interaction layers by config name: ``none``, ``attention``, ``normalization``, ``context_attention``.
 
 A model config lists them under ``model.interactions`` (each a name or ``{name: ..., **options}``);
 ``build_interactions`` turns that list into one ``InteractionStack`` per recording, and ``build_interaction``
@@ -14,6 +14,7 @@ import torch
 from neurofit.errors import ConfigError
 from neurofit.models.interactions.attention import NeuronAttention
 from neurofit.models.interactions.base import Interaction, InteractionStack, NoInteraction
+from neurofit.models.interactions.context import ContextAttention
 from neurofit.models.interactions.normalization import DivisiveNormalization
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ INTERACTIONS: dict[str, type[Interaction]] = {
     "none": NoInteraction,
     "attention": NeuronAttention,
     "normalization": DivisiveNormalization,
+    "context_attention": ContextAttention,
 }
 
 
@@ -61,5 +63,5 @@ def build_interactions(configs: list[InteractionSpec], *, n_neurons: int, embedd
     return InteractionStack([_build_one(cfg.name, dims, dict(cfg.options)) for cfg in configs])
 
 
-__all__ = ["INTERACTIONS", "DivisiveNormalization", "Interaction", "InteractionStack", "NeuronAttention",
-           "NoInteraction", "build_interaction", "build_interactions"]
+__all__ = ["INTERACTIONS", "ContextAttention", "DivisiveNormalization", "Interaction", "InteractionStack",
+           "NeuronAttention", "NoInteraction", "build_interaction", "build_interactions"]

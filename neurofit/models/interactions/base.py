@@ -14,7 +14,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-ACTS_ON = ("drive", "rate")
+#: Where a layer acts. ``context`` layers read the other neurons' recorded activity and return a correction
+#: to the drive; they run only when the encoder is given recorded responses (``ContextAttention``).
+ACTS_ON = ("drive", "rate", "context")
 
 
 class Interaction(nn.Module):
@@ -61,7 +63,8 @@ class InteractionStack(nn.Module):
     """Interaction layers of one recording in config order, split by where they act.
 
     ``before_output(drive, features, embedding)`` applies the drive layers in order,
-    ``after_output(rate, features, embedding)`` the rate layers in order; shapes as in ``Interaction``.
+    ``after_output(rate, features, embedding)`` the rate layers in order; shapes as in ``Interaction``;
+    ``context(residual, embedding)`` the correction the context layers add to the drive.
     """
 
     def __init__(self, stages: list[Interaction]) -> None:
@@ -85,6 +88,16 @@ class InteractionStack(nn.Module):
     def after_output(self, rate: torch.Tensor, features: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """Rate (B, [T,] N) >= 0 -> rate after the rate-acting layers."""
         return self._run_stages("rate", rate, features, embedding)
+
+    @property
+    def has_context(self) -> bool:
+        """Whether any layer conditions on recorded activity (``acts_on == "context"``)."""
+        return any(stage.acts_on == "context" for stage in self.stages)
+
+    def context(self, residual: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """Summed drive correction (B, [T,] N) of the context layers from the recorded residuals (B, [T,] N)."""
+        return sum((s(residual, embedding) for s in self.stages if s.acts_on == "context"),
+                   torch.zeros_like(residual))
 
     def find(self, kind: type[Interaction]) -> Interaction | None:
         """The first stage of class ``kind`` (for analysis: attention maps, pools), or None."""

@@ -40,6 +40,10 @@ class GaussianReadout(nn.Module):
         image_shape: (H, W) of the stimulus, pixels (needed to start positions from RF centres in pixels).
         position_init: None, or "rf_map": before training, start positions at RF centres estimated from the
             training data (``init_positions``, called by the training code).
+        feature_init: None, or "ridge": on a core transferred from another run (``training.init_from``) and
+            static images, start the feature weights and bias at a ridge regression of the training responses
+            on the core's features at the started positions (``neurofit.training.readout_init``); ignored on a
+            fresh core, whose features mean nothing yet.
         edge_penalty: weight of ``position_penalty``, which keeps positions where their gradient lives
             (pre-tanh cortical positions within +-EDGE, learned ones within +-BOUND); 0 disables it.
     Forward: features (B, C, H, W), shift (B, 2) or None (grid units) -> ReadoutOutput((B, N), (B, N, C)).
@@ -48,7 +52,8 @@ class GaussianReadout(nn.Module):
     def __init__(self, n_neurons: int, in_channels: int, coords_um: torch.Tensor | None = None,
                  position: str = "cortical", init_sigma: float = 0.1, hidden: int = 32,
                  affine_init: float = 0.5, scatter: bool = True, image_shape: tuple[int, int] | None = None,
-                 position_init: str | None = "rf_map", edge_penalty: float = 1.0) -> None:
+                 position_init: str | None = "rf_map", feature_init: str | None = None,
+                 edge_penalty: float = 1.0) -> None:
         super().__init__()
         if not edge_penalty >= 0:
             raise ValueError(f"edge_penalty must be >= 0, got {edge_penalty!r}")
@@ -58,6 +63,9 @@ class GaussianReadout(nn.Module):
         if position_init and image_shape is None:
             raise ValueError("position_init='rf_map' needs the stimulus image_shape")
         self.position_init, self.image_shape = position_init, image_shape
+        if feature_init not in (None, "ridge"):
+            raise ValueError(f"feature_init must be null or 'ridge', got {feature_init!r}")
+        self.feature_init = feature_init
         self.n_neurons = n_neurons
         self.position = position
         if position == "cortical":
