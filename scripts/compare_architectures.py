@@ -2,7 +2,8 @@
 
 Simulates the default mouse-V1 store (``neurofit simulate v1``: 2 recordings x 300 neurons), fits every
 architecture config x seed on it with identical splits in deterministic mode (``neurofit sweep``), compares
-them and prints one JSON object: the overall table (mean ± SEM over seeds), the paired tests, the report
+them and prints one JSON object: the overall table (mean ± SEM over seeds), the paired tests, the
+interaction-map scores against the planted coupling beside their baselines (``interactions``), the report
 path, this invocation's wall time (``wall_s``) and the summed training time of all runs (``train_s_total``,
 which stays meaningful when a re-run skips finished runs). Architectures: baseline, ridge, ln, and attention /
 normalisation configs where ``configs/`` has them. Re-running resumes: finished runs are skipped, and the same
@@ -44,7 +45,10 @@ def _number(value: float) -> float | None:
 
 
 def summary(ds) -> dict:
-    """JSON-friendly overall table and paired tests of a comparison Dataset."""
+    """JSON-friendly overall table, paired tests and interaction-map scores (overall rows, with baselines and
+    verdict) of a comparison Dataset."""
+    from neurofit.analysis.interaction_table import interaction_records
+
     overall = ds.sel(recording="overall")
     table = []
     for arch in ds["architecture"].values:
@@ -61,7 +65,8 @@ def summary(ds) -> dict:
               "significant_neurons": bool(ds["significant_neurons"].sel(pair=p)),
               "p_seeds_holm": _number(float(ds["p_seeds_holm"].sel(pair=p))),
               "significant_seeds": bool(ds["significant_seeds"].sel(pair=p))} for p in ds["pair"].values]
-    return {"table": table, "tests": tests}
+    interactions = [row for row in interaction_records(ds) if row["recording"] == "overall"]
+    return {"table": table, "tests": tests, "interactions": interactions}
 
 
 def main() -> None:

@@ -22,15 +22,17 @@ and time:
 
 With ``--necessity`` the default fit without inputs is also put through ``rnn currents --necessity``'s test
 (``neurofit.rnn.necessity``; ``--inits`` initialisations, 5 refit runs, the last 20% held out, restarts every
-``--window`` samples): per pair its verdict, held-out pVar loss and noise, and the current's rms ratio mean
-and spread over the initialisations; ``target_met`` per pair: the ratio within 3x of 1 or the block "not
-required by the data".
+``--window`` samples, the loss on the fifth of the target's units the fits drive most from the source): per
+pair its verdict, held-out pVar loss, noise and paired t (``critical_t``: the Bonferroni-corrected one-sided
+5% level), how many of the true link's target units were among those tested (``linked_units_tested``), and
+the current's rms ratio mean and spread over the initialisations; ``target_met`` per pair: the ratio within 3x
+of 1 or the block "not required by the data".
 
 The data are the recorded (peak-normalised) rates, so model currents are in units of the model's h, within
 the normalisation's 0.1-1% of the simulator's.
 
 Usage: python scripts/score_currents.py [--amplitudes 0.02 0.2] [--fits reference rls bptt bptt_group default]
-       [--necessity] [--inits 5] [--window 10] [--threads 1]
+       [--necessity] [--inits 8] [--window 10] [--threads 1]
 """
 
 from __future__ import annotations
@@ -126,20 +128,25 @@ def score_neurofit(sim: RegionsSimulation, path: Path, fit_spec: tuple[Path | No
 
 
 def score_necessity(sim: RegionsSimulation, path: Path, inits: int, window: int) -> dict[str, Any]:
-    """The necessity test of the default fit without inputs, and per pair whether the target is met."""
+    """The necessity test of the default fit without inputs, and per pair whether the target is met and how
+    many of the true link's target units are among the units the test measured the loss on."""
     cfg = load_config(None, {"model.use_inputs": False})
     start = time.perf_counter()
     result = necessity(load_rnn_data(path, cfg.data.normalize), cfg, inits=inits, window=window)
     true = {key: pair["true_rms"] for key, pair in score_pairs(sim, None)["pairs"].items()}
     pairs = {}
     for key, block in result["blocks"].items():
+        source, _, target = key.partition("->")
+        linked = np.flatnonzero((sim.regions == target) & (sim.J[:, sim.regions == source] != 0).any(axis=1))
         ratio = np.asarray(block["current_rms"]) / true[key]
         sized = bool(1 / RMS_FACTOR <= ratio.mean() <= RMS_FACTOR)
         pairs[key] = {"verdict": block["verdict"], "loss_mean": block["loss_mean"], "noise": block["noise"],
+                      "t": block["t"], "linked_units_tested": f"{np.isin(linked, block['driven_units']).sum()}/"
+                                                              f"{len(linked)}",
                       "rms_ratio_mean": float(ratio.mean()), "rms_ratio_spread": float(ratio.std(ddof=1)),
                       "target_met": sized or block["verdict"] == NOT_REQUIRED}
     return {"wall_s": time.perf_counter() - start, "full_pvar": result["full_pvar"],
-            "full_pvar_spread": result["full_pvar_spread"], "pairs": pairs,
+            "full_pvar_spread": result["full_pvar_spread"], "critical_t": result["threshold"], "pairs": pairs,
             "required": sorted(k for k, p in pairs.items() if p["verdict"] != NOT_REQUIRED),
             "target_met_every_pair": all(p["target_met"] for p in pairs.values())}
 
@@ -150,7 +157,7 @@ def main() -> None:
     parser.add_argument("--amplitudes", type=float, nargs="+", default=[0.02, 0.2], help="ampInterReg")
     parser.add_argument("--fits", nargs="+", default=list(FITS), choices=list(FITS))
     parser.add_argument("--necessity", action="store_true", help="also test the default fit's blocks")
-    parser.add_argument("--inits", type=int, default=5, help="necessity: initialisations")
+    parser.add_argument("--inits", type=int, default=8, help="necessity: initialisations")
     parser.add_argument("--window", type=int, default=10, help="necessity: held-out restarts every WINDOW samples")
     parser.add_argument("--units", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1)

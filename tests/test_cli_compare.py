@@ -2,8 +2,11 @@
 interrupted sweep with the same numbers, evaluating on the fly, and one-line errors."""
 
 import csv
+import json
+import shutil
 
 import pytest
+import yaml
 
 from neurofit.cli import main
 from tests.test_api import tiny_config
@@ -70,3 +73,64 @@ def test_bad_input_gives_one_clear_line(tmp_path, monkeypatch, capsys, args, mes
     assert main(configs) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("neurofit: error:") and message in err[0]
+
+
+def _interaction_rows(path):
+    return {(r["architecture"], r["recording"], r["interaction_map"]): r for r in _rows(path)}
+
+
+def _assert_matches_attention_json(row, summary, keys):
+    """The report's numbers for one run and recording are those of its ``attention_vs_distance.json``."""
+    baselines = summary["baselines"]
+    for name in ("map", "distance_only", "distance_profile", "signal_correlation", "untrained"):
+        for score in ("auc", "spearman"):
+            value, cell = baselines["scores"][name][score], row[f"{name}_{score}"]
+            assert (cell == "") if value is None else float(cell) == pytest.approx(value, abs=1e-12), name
+    assert float(row["partial_rho"]) == pytest.approx(baselines["partial_correlation"]["rho"], abs=1e-12)
+    if "beyond_distance" in keys:
+        assert row["beyond_distance"] == ("yes" if baselines["beyond_distance"] else "no")
+
+
+def test_compare_reports_interaction_maps_with_baselines(tmp_path, capsys):
+    from neurofit.data.simulate.v1 import simulate_v1_store
+    from tests.test_api import CONFIGS
+
+    store = simulate_v1_store(tmp_path / "v1.zarr", recordings=1, neurons=12, seed=0, train_images=40,
+                              validation_images=10, test_images=4, test_repeats=2)
+    att = tmp_path / "tinyatt.yaml"
+    att.write_text(yaml.safe_dump({"name": "tinyatt", "extends": str(CONFIGS / "attention.yaml"),
+                                   "data": {"batch_size": 16},
+                                   "model": {"core": {"channels": 4, "layers": 1, "input_kernel": 3}}}))
+    runs = {"tiny": tmp_path / "base", "tinyatt": tmp_path / "att"}
+    for config, run in zip((tiny_config(tmp_path), att), runs.values()):
+        assert main(["fit", "--data", str(store), "--config", str(config), "--out", str(run),
+                     "--max-epochs", "1"]) == 0
+    assert main(["attention", str(runs["tinyatt"]), "--permutations", "50"]) == 0
+    written = json.loads((runs["tinyatt"] / "attention/attention_vs_distance.json").read_text())["mouse0"]
+
+    report = tmp_path / "report"
+    assert main(["compare", *map(str, runs.values()), "--out", str(report)]) == 0  # reuses the JSON
+    rows = _interaction_rows(report / "interactions.csv")
+    assert {a for a, _, _ in rows} == {"tinyatt"}  # the baseline has no interaction layers: no row
+    assert {m for _, _, m in rows} == {"attention", "coupling"}
+    for kind, summary in (("attention", written), ("coupling", written["coupling_vs_distance"])):
+        for rec in ("mouse0", "overall"):  # one recording and one seed: overall is the same numbers
+            row = rows["tinyatt", rec, kind]
+            assert row["n_scored"] == "1" and row["reference"] == summary["baselines"]["reference"]
+            _assert_matches_attention_json(row, summary, {"beyond_distance"})
+    md = (report / "table.md").read_text()
+    assert "Interaction maps against the planted coupling" in md
+    for column in ("map AUC", "distance-only AUC", "signal correlation rho", "untrained AUC", "beyond distance"):
+        assert column in md and column in (report / "report.html").read_text()
+
+    # A run without attention outputs: skipped with --no-evaluate, mapped on the fly (default options) without it
+    shutil.rmtree(runs["tinyatt"] / "attention")
+    assert main(["compare", *map(str, runs.values()), "--out", str(tmp_path / "plain"), "--no-evaluate"]) == 0
+    assert not (tmp_path / "plain" / "interactions.csv").exists()
+    assert main(["compare", *map(str, runs.values()), "--out", str(tmp_path / "fresh")]) == 0
+    fresh = json.loads((runs["tinyatt"] / "attention/attention_vs_distance.json").read_text())["mouse0"]
+    assert fresh["n_permutations"] == 1000  # what neurofit attention writes by default
+    rows = _interaction_rows(tmp_path / "fresh" / "interactions.csv")
+    # scores do not depend on the permutation count: the same numbers as the first neurofit attention
+    _assert_matches_attention_json(rows["tinyatt", "mouse0", "attention"], written, set())
+    _assert_matches_attention_json(rows["tinyatt", "mouse0", "attention"], fresh, {"beyond_distance"})

@@ -17,13 +17,13 @@ from neurofit.cli import main
 from neurofit.data import open_store, open_truth
 from neurofit.data.simulate.regions import regions_recording
 from neurofit.data.simulate.regions_curbd import simulate_curbd
-from neurofit.errors import ConfigError
+from neurofit.errors import ConfigError, DataError
 from neurofit.rnn.config import load_config
 from neurofit.rnn.curbd import curbd_schedule
 from neurofit.rnn.data import load_rnn_data
 from neurofit.rnn.fit import fit
 from neurofit.rnn.model import build_model, fit_data, free_run
-from neurofit.rnn.necessity import refit, split_holdout
+from neurofit.rnn.necessity import critical_t, driven_units, necessity, refit, split_holdout, verdict
 from neurofit.rnn.rls import make_trainer
 
 CURBD = Path(__file__).resolve().parent.parent / "configs" / "rnn_curbd.yaml"
@@ -152,22 +152,30 @@ def test_necessity_verdicts_for_every_block(tmp_path, capsys):
     initialisations, a verdict and the spread of its current; all go to currents.zarr, metrics.json and the
     grid figure; bad options are refused before anything is written."""
     data = write_npz(small_curbd(), tmp_path / "small.npz")
+    data_regions = small_curbd().regions
     config = tmp_path / "short.yaml"
     config.write_text(yaml.safe_dump({"extends": str(CURBD), "rls": {"runs": 4, "dtype": "float32"}}))
     run = tmp_path / "run"
     assert main(["rnn", "fit", "--data", str(data), "--out", str(run), "--config", str(config), "--quiet"]) == 0
     assert main(["rnn", "currents", str(run), "--necessity", "--inits", "1"]) == 2
     assert "--inits must be at least 2" in capsys.readouterr().err and not (run / "currents.zarr").exists()
+    for option, value, message in (("--alpha", "1.5", "--alpha must be between 0 and 1"),
+                                   ("--units", "0", "--units must be a fraction")):
+        assert main(["rnn", "currents", str(run), "--necessity", option, value]) == 2
+        assert message in capsys.readouterr().err and not (run / "currents.zarr").exists()
     assert main(["rnn", "currents", str(run), "--necessity", "--inits", "2", "--refit-runs", "1", "--window", "20",
                  "--quiet"]) == 0
     result = json.loads((run / "metrics.json").read_text())["necessity"]
     assert set(result["blocks"]) == {"B->A", "C->A", "A->B", "C->B", "A->C", "B->C"}
     assert len(result["full_pvar"]) == 2 and result["window"] == 20 and result["seeds"] == [0, 1]
-    for block in result["blocks"].values():
+    assert result["threshold"] == pytest.approx(critical_t(2, 0.05, 6))
+    for key, block in result["blocks"].items():
         assert len(block["loss"]) == 2 and block["verdict"] in ("required", "not required by the data")
         assert block["loss_mean"] == pytest.approx(np.mean(block["loss"]))
         assert block["current_rms_spread"] >= 0 and len(block["pvar"]) == 2
-        assert (block["verdict"] == "required") == (block["loss_mean"] > 2 * block["noise"])
+        assert (block["verdict"] == "required") == (block["t"] > result["threshold"])
+        target = key.partition("->")[2]  # a fifth of the target's 20 units, all in the target
+        assert len(block["driven_units"]) == 4 and {r for r in data_regions[block["driven_units"]]} == {target}
     ds = xr.open_zarr(run / "currents.zarr", consolidated=False)
     assert ds["verdict"].sel(target_region="A", source_region="B").item() == result["blocks"]["B->A"]["verdict"]
     assert ds["verdict"].sel(target_region="A", source_region="A").item() == "within region"
@@ -218,3 +226,47 @@ def test_batched_free_run_resets_to_the_data_at_reset_points(tmp_path):
     for sample in (0, 100, 250):  # the state is the data's there, so the rates are the data's
         torch.testing.assert_close(rates[..., sample], fd.rates[..., sample])
     assert not torch.allclose(rates[..., 101], fd.rates[..., 101], atol=1e-3)
+
+
+def test_driven_units_are_the_rows_every_fit_drives_most():
+    """Row norms count as shares of each fit's block norm (averaged over fits); the fraction is rounded, and at
+    least one unit is kept."""
+    rows = np.array([[1.0, 0.0, 3.0, 0.1, 0.2], [100.0, 0.0, 150.0, 1.0, 0.0]])
+    assert driven_units(rows, 0.4).tolist() == [0, 2]
+    assert driven_units(rows, 0.01).tolist() == [2]
+
+
+def test_paired_verdict_cancels_the_spread_over_initialisations():
+    """A loss the same in every pair is required however much the initialisations differ; losses centred on
+    zero are not; the critical t is the Bonferroni-corrected one-sided level."""
+    critical = critical_t(8, 0.05, 6)
+    assert critical == pytest.approx(3.1276, abs=1e-3)
+    rng = np.random.default_rng(0)
+    steady = 0.01 + 0.001 * rng.standard_normal(8)
+    assert verdict(steady, critical)[0] == "required"
+    assert verdict(steady - steady.mean(), critical)[0] == "not required by the data"
+    assert verdict(np.zeros(8), critical) == ("not required by the data", 0.0, 0.0)
+
+
+def test_holdout_of_whole_trials(tmp_path):
+    data = load_rnn_data(write_npz(small_curbd(n_trials=3), tmp_path / "three.npz"), "max")
+    train, test = split_holdout(data, 0.2, 0.1, window=50, trials=1)
+    assert (train.n_trials, test.n_trials, test.n_samples) == (2, 1, data.n_samples)
+    assert np.array_equal(test.rates[0], data.rates[2]) and test.reset_points == tuple(range(50, 351, 50))
+    with pytest.raises(DataError, match="--holdout-trials 3 leaves no trial to train on"):
+        split_holdout(data, 0.2, 0.1, trials=3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("amplitude", "required"), [(0.02, set()), (0.2, {"A->B"})])
+def test_necessity_of_the_curbd_preset(tmp_path, amplitude, required):
+    """Issue #18: the defaults on threeRegionSim (300 units, no outside inputs), 8 initialisations, restarts
+    every 10 samples: at ampInterReg 0.02 no block is required; at 0.2 A->B, the strongest true current, is,
+    measured on units that include all five of its linked ones (about 10 minutes each on one thread)."""
+    sim = simulate_curbd(0, n_units=300, amp_inter_region=amplitude)
+    data = load_rnn_data(write_npz(sim, tmp_path / "curbd.npz"), "max")
+    result = necessity(data, load_config(None, {"model.use_inputs": False}), window=10)
+    assert {key for key, block in result["blocks"].items() if block["verdict"] == "required"} == required
+    if required:
+        linked = np.flatnonzero((sim.regions == "B") & (sim.J[:, sim.regions == "A"] != 0).any(axis=1))
+        assert set(linked) <= set(result["blocks"]["A->B"]["driven_units"])

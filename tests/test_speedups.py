@@ -21,8 +21,10 @@ from neurofit.data import open_store
 from neurofit.run import load_run
 from tests.conftest import static_and_video_stores
 
-#: The default config on its trained weights (its EMA copy would barely move in one epoch), shrunk.
-STATIC = ["--config", "configs/default.yaml", "--set", "training.ema_decay=null", "--set", "model.core.channels=4",
+#: The default config on its trained weights (its EMA copy would barely move in one epoch), shrunk, and in
+#: the plain NCHW memory format that the switches are compared with (default.yaml ships channels-last).
+STATIC = ["--config", "configs/default.yaml", "--set", "training.ema_decay=null",
+          "--set", "training.channels_last=false", "--set", "model.core.channels=4",
           "--set", "model.core.layers=2", "--set", "model.core.input_kernel=3", "--set", "data.batch_size=16"]
 VIDEO = ["--config", "configs/video_gru.yaml", "--set", "model.core.frontend.channels=4",
          "--set", "model.core.frontend.layers=1", "--set", "model.core.hidden_channels=4",

@@ -416,6 +416,14 @@ MAP_KINDS: dict[str, tuple[str | None, str, bool, str]] = {
 }
 
 
+def map_summaries(entry: dict) -> dict[str, dict]:
+    """The per-map summaries of one recording's entry of ``attention_vs_distance.json``, by ``MAP_KINDS`` name
+    in that order: the attention map's keys are the entry's top level (present when it has a ``verdict``),
+    the other maps' are under their own key."""
+    return {kind: entry if key is None else entry[key] for kind, (key, _, _, _) in MAP_KINDS.items()
+            if (("verdict" in entry) if key is None else key in entry)}
+
+
 def write_interaction_outputs(out_dir: str | os.PathLike, name: str, unit_id: np.ndarray, positions_um: np.ndarray,
                               attention: np.ndarray | None = None, attention_per_head: np.ndarray | None = None,
                               pools: np.ndarray | None = None, coupling: np.ndarray | None = None,

@@ -334,9 +334,13 @@ def compare_runs(paths: list[str | os.PathLike], *, evaluate_missing: bool = Tru
     (architecture, neuron) and the embedding consistency of ``neurofit.analysis.embeddings``
     (``embedding_ari``, ``embedding_similarity``, ``embedding_similarity_shuffled`` over architecture;
     ``embedding_similarity_neuron`` over (architecture, neuron)) and the gain of every pair against neuron
-    reliability (``neurofit.analysis.reliability``, over (pair, reliability_bin)). attrs: ``tier``,
-    ``alpha``, ``clusters``, ``runs``."""
+    reliability (``neurofit.analysis.reliability``, over (pair, reliability_bin)). Where runs with interaction
+    layers were fit on a store with planted coupling, the interaction-map scores and baselines of
+    ``neurofit.analysis.interaction_table`` (over (architecture, recording, interaction_map); without
+    ``evaluate_missing`` only those ``neurofit attention`` already wrote). attrs: ``tier``, ``alpha``,
+    ``clusters``, ``runs``."""
     from neurofit.analysis.embeddings import architecture_consistency
+    from neurofit.analysis.interaction_table import interaction_table
     from neurofit.analysis.reliability import gain_by_reliability
 
     check_report_options(alpha, clusters)
@@ -352,6 +356,9 @@ def compare_runs(paths: list[str | os.PathLike], *, evaluate_missing: bool = Tru
     oracle = next(iter(groups.values()))[0].neurons["oracle_correlation"].values  # same order as neuron_r
     ds = xr.merge([summary_table(groups), paired_tests(groups, neuron_r, alpha), neuron_r, consistency,
                    gain_by_reliability(neuron_r, oracle)], combine_attrs="drop")
+    interactions = interaction_table(groups, ds["recording"].values.tolist(), evaluate_missing)
+    if interactions is not None:
+        ds = xr.merge([ds, interactions], combine_attrs="drop")
     ds.attrs.update(tier=results[0].metrics["tier"], alpha=alpha, clusters=clusters,
                     runs=[str(r.path) for r in results])
     return ds

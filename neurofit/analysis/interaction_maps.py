@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -166,3 +167,38 @@ def untrained_run(run: Run) -> Run:
     (attention's distance bias and the distance pools prefer near neighbours from the start), the reference
     against which training is judged."""
     return replace(run, encoder=load_run(run.path, "init").encoder)
+
+
+def map_run(path: str | os.PathLike, *, data: str | os.PathLike | None = None,
+            recordings: list[str] | None = None, tier: str = "test", max_trials: int = 256,
+            n_permutations: int = 1000, untrained: bool = True) -> dict[str, dict]:
+    """``neurofit attention RUN``: extract the maps of ``recordings`` (default all) of the run at ``path``
+    from ``data`` (default the run's store), with the untrained model's maps unless ``untrained`` is False,
+    and write ``RUN/attention/`` (``write_interaction_outputs``). Returns {recording: its JSON entry}.
+
+    Every recording is mapped (and checked) before anything is written, so bad input (a recording the run
+    lacks, no interaction layers, no cortical coordinates) raises DataError and leaves no half output."""
+    from neurofit.analysis.attention import write_interaction_outputs
+
+    run = load_run(path)
+    store = Path(data) if data else run.data_path
+    names = list(recordings) if recordings else list(run.specs)
+    unknown = [n for n in names if n not in run.specs]
+    if unknown:
+        raise DataError(f"{path}: no recording(s) {unknown} (has {list(run.specs)})")
+    maps = {name: extract_maps(run, store, name, tier, max_trials) for name in names}
+    before = untrained_run(run) if untrained else None
+    starts = {name: None if before is None else extract_maps(before, store, name, tier, max_trials, signal=False)
+              for name in names}
+    entries = {}
+    for name in names:
+        m, start = maps[name], starts[name]
+        reference = {f"untrained_{kind}": None if start is None else getattr(start, kind)
+                     for kind in ("attention", "pools", "coupling", "context_attention", "context_coupling")}
+        entries[name] = write_interaction_outputs(
+            run.path / "attention", name, m.unit_id, m.positions_um, attention=m.attention,
+            attention_per_head=m.attention_per_head, pools=m.pools, coupling=m.coupling, truth=m.truth_coupling,
+            truth_pools=m.truth_pools, n_permutations=n_permutations, context_attention=m.context_attention,
+            context_coupling=m.context_coupling, signal_correlation=m.signal_correlation, planted=m.planted,
+            **reference)
+    return entries

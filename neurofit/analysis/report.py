@@ -1,6 +1,7 @@
 """Write a comparison (the Dataset of ``neurofit.analysis.compare.compare_runs``) as ``table.md``,
-``table.csv``, ``tests.csv``, ``comparison.png`` and a self-contained ``report.html`` (figure inlined as
-base64 PNG, no external files), all built from the same rows so they never disagree."""
+``table.csv``, ``tests.csv``, ``interactions.csv`` (with scored interaction maps), ``comparison.png`` and a
+self-contained ``report.html`` (figure inlined as base64 PNG, no external files), all built from the same rows
+so they never disagree."""
 
 from __future__ import annotations
 
@@ -14,11 +15,15 @@ import numpy as np
 import xarray as xr
 
 from neurofit.analysis.compare import OVERALL, TABLE_METRICS
+from neurofit.analysis.interaction_table import BASELINES, VARIABLES, interaction_records
 from neurofit.io import atomic_path, atomic_write_text
 
 SHORT = {"single_trial_correlation": "single-trial r", "correlation_to_average": "r to average",
          "feve": "FEVE", "fraction_of_ceiling": "fraction of ceiling"}
 Table = tuple[str, list[str], list[list[str]]]
+#: Column labels of the interaction table's map and baselines (``interaction_table.BASELINES``).
+BASELINE_LABELS = {"map": "map", "distance_only": "distance-only", "distance_profile": "truth distance profile",
+                   "signal_correlation": "signal correlation", "untrained": "untrained"}
 
 
 def fmt(mean: float, sem: float = np.nan, digits: int = 3) -> str:
@@ -100,11 +105,32 @@ def reliability_table(ds: xr.Dataset) -> Table:
             "rho > 0 with a small p: the gain grows with reliability)", header, rows)
 
 
+def interactions_table(ds: xr.Dataset) -> Table:
+    """One row per architecture, interaction map and recording (``overall`` first) with scored maps: AUC of
+    coupled pairs and Spearman rho with the planted reference for the map and each baseline, the partial rho
+    (mean ± SEM over seeds) and the "beyond distance" verdict."""
+    header = ["architecture", "map", "recording", "reference", "scored"] + [
+        f"{BASELINE_LABELS[b]} {score}" for b in BASELINES for score in ("AUC", "rho")] + [
+        "partial rho", "beyond distance"]
+    rows = sorted(interaction_records(ds), key=lambda r: r["recording"] != OVERALL)
+    cells = [[r["architecture"], r["interaction_map"], r["recording"], r["reference"], str(r["n_scored"])]
+             + [fmt(_nan(r[v]), _nan(r[f"{v}_sem"])) for v in VARIABLES] + [r["beyond_distance"]] for r in rows]
+    return ("Interaction maps against the planted coupling (AUC: coupled pairs ranked above the rest; rho: "
+            "Spearman with the reference; baselines scored alike; partial rho controls for distance and signal "
+            "correlation, 'beyond distance' needs it > 0 at p < 0.01; scored: seeds x recordings)", header, cells)
+
+
+def _nan(value: float | None) -> float:
+    return np.nan if value is None else value
+
+
 def tables(ds: xr.Dataset) -> list[Table]:
     """Every table of the report, as (title, header, rows of strings)."""
     out = [overall_table(ds), recording_table(ds)]
     if ds.sizes.get("pair", 0):
         out += [tests_table(ds), reliability_table(ds)]
+    if interaction_records(ds):
+        out.append(interactions_table(ds))
     return out
 
 
@@ -146,6 +172,17 @@ def write_tests_csv(ds: xr.Dataset, path: str | os.PathLike) -> Path:
         writer.writerow(["pair"] + cols)
         for pair in ds["pair"].values:
             writer.writerow([pair] + [_cell(ds[c].sel(pair=pair).item()) for c in cols])
+    return path
+
+
+def write_interactions_csv(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """The interaction-map scores, one row per ``interaction_records`` entry, every field a column."""
+    rows = interaction_records(ds)
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
     return path
 
 
@@ -256,6 +293,8 @@ def write_report(ds: xr.Dataset, out: str | os.PathLike) -> dict[str, Path]:
     paths["table.csv"] = write_csv(ds, out / "table.csv")
     if ds.sizes.get("pair", 0):
         paths["tests.csv"] = write_tests_csv(ds, out / "tests.csv")
+    if interaction_records(ds):
+        paths["interactions.csv"] = write_interactions_csv(ds, out / "interactions.csv")
     paths["comparison.png"] = comparison_figure(ds, out / "comparison.png")
     reliability_png = None
     if ds.sizes.get("pair", 0):

@@ -24,41 +24,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _attention(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from neurofit.analysis.attention import MAP_KINDS, write_interaction_outputs
-    from neurofit.analysis.interaction_maps import extract_maps, untrained_run
-    from neurofit.errors import DataError
-    from neurofit.run import load_run
+    from neurofit.analysis.attention import MAP_KINDS, map_summaries
+    from neurofit.analysis.interaction_maps import map_run
 
-    run = load_run(args.run)
-    data = Path(args.data) if args.data else run.data_path
-    names = [args.recording] if args.recording else list(run.specs)
-    unknown = [n for n in names if n not in run.specs]
-    if unknown:
-        raise DataError(f"{args.run}: no recording(s) {unknown} (has {list(run.specs)})")
-    # Every recording is mapped (and checked) before anything is written, so bad input leaves no half output.
-    maps = {name: extract_maps(run, data, name, args.tier, args.max_trials) for name in names}
-    before = untrained_run(run) if args.untrained else None
-    starts = {name: None if before is None else extract_maps(before, data, name, args.tier, args.max_trials,
-                                                              signal=False) for name in names}
-    out = Path(args.run) / "attention"
-    for name in names:
-        m, start = maps[name], starts[name]
-        untrained = {f"untrained_{kind}": None if start is None else getattr(start, kind)
-                     for kind in ("attention", "pools", "coupling", "context_attention", "context_coupling")}
-        entry = write_interaction_outputs(
-            out, name, m.unit_id, m.positions_um, attention=m.attention, attention_per_head=m.attention_per_head,
-            pools=m.pools, coupling=m.coupling, truth=m.truth_coupling, truth_pools=m.truth_pools,
-            n_permutations=args.permutations, context_attention=m.context_attention,
-            context_coupling=m.context_coupling, signal_correlation=m.signal_correlation, planted=m.planted,
-            **untrained)
-        # The attention map's keys are the entry's top level; the other maps' are under their own key.
-        summaries = {label: entry if key is None else entry[key] for key, label, _, _ in MAP_KINDS.values()
-                     if (m.attention is not None if key is None else key in entry)}
+    entries = map_run(args.run, data=args.data, recordings=[args.recording] if args.recording else None,
+                      tier=args.tier, max_trials=args.max_trials, n_permutations=args.permutations,
+                      untrained=args.untrained)
+    for name, entry in entries.items():
+        summaries = {MAP_KINDS[kind][1]: summary for kind, summary in map_summaries(entry).items()}
         brief = {label: _brief(summary) for label, summary in summaries.items()}
         print(f"{name}: {json.dumps(brief, default=float)}")
         for label, summary in summaries.items():
             print(f"{name} {label}: {summary['verdict']}")
-    print(f"wrote {out}")
+    print(f"wrote {Path(args.run) / 'attention'}")
     return 0
 
 

@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="override a config entry (repeatable)")
     select.add_argument("--inits", type=int, default=3, help="random initialisations per value (>= 2)")
     select.add_argument("--holdout", type=float, default=0.2, help="fraction of each trial held out")
+    select.add_argument("--holdout-trials", type=int, default=0,
+                        help="hold out the last HOLDOUT_TRIALS trials whole instead (0: the end of every trial)")
     select.add_argument("--window", type=int, default=50, help="held-out free runs restart every WINDOW samples")
     select.add_argument("--threshold", type=float, default=2.0,
                         help="tolerance below the best mean held-out pVar, in units of its spread")
@@ -52,18 +54,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     currents.add_argument("run", help="run directory of 'neurofit rnn fit'")
     currents.add_argument("--necessity", action="store_true",
                           help="also test each inter-region block: refit with it masked to zero (warm start, same "
-                               "budget) from several initialisations and compare held-out pVar; verdicts and "
+                               "budget) from several initialisations and compare held-out pVar on the units it "
+                               "drives most, paired by initialisation; verdicts and "
                                "spreads go to currents.zarr, metrics.json and necessity.png")
-    currents.add_argument("--inits", type=int, default=5,
+    currents.add_argument("--inits", type=int, default=8,
                           help="necessity: random initialisations (different initial J), at least 2")
     currents.add_argument("--refit-runs", type=int, default=5, help="necessity: training runs of each refit")
     currents.add_argument("--holdout", type=float, default=0.2, help="necessity: fraction of each trial held out")
+    currents.add_argument("--holdout-trials", type=int, default=0,
+                          help="necessity: hold out the last HOLDOUT_TRIALS trials whole instead (0: the end of "
+                               "every trial)")
     currents.add_argument("--window", type=int, default=50,
                           help="necessity: held-out free runs restart from the data every WINDOW samples "
                                "(0: never)")
-    currents.add_argument("--threshold", type=float, default=2.0,
-                          help="necessity: a block is required when its held-out pVar loss exceeds THRESHOLD x "
-                               "the noise (spread over initialisations, or the loss's standard error if larger)")
+    currents.add_argument("--alpha", type=float, default=0.05,
+                          help="necessity: a block is required when a one-sided paired t-test of its held-out "
+                               "pVar losses over the initialisations rejects at ALPHA (Bonferroni over blocks)")
+    currents.add_argument("--units", type=float, default=0.2,
+                          help="necessity: fraction of the target's units the loss is measured on (those the fits "
+                               "drive most from the source)")
     currents.add_argument("--device", default="cpu", help="necessity: cpu or cuda")
     currents.add_argument("--threads", type=int, help="CPU threads for torch")
     currents.add_argument("--quiet", action="store_true", help="necessity: no progress lines")
@@ -112,16 +121,18 @@ def _run_select(args: argparse.Namespace) -> int:
     from neurofit.rnn.config import load_config
     from neurofit.rnn.data import load_rnn_data
     from neurofit.rnn.necessity import check_options
-    from neurofit.rnn.select import select, with_value
+    from neurofit.rnn.select import check_threshold, select, with_value
 
     cfg = load_config(args.config, args.overrides)
     values = [yaml_value(v) for v in args.values]
     for value in values:  # a bad key or value is refused before anything is fitted
         with_value(cfg, args.key, value)
-    check_options(args.inits, 1, args.holdout, args.window, args.threshold)
+    check_options(args.inits, 1, args.holdout, args.window, args.holdout_trials)
+    check_threshold(args.threshold)
     set_threads(args.threads)
     data = load_rnn_data(args.data, cfg.data.normalize, cfg.data.recording)
-    result = select(data, cfg, args.key, values, inits=args.inits, holdout=args.holdout, window=args.window,
+    result = select(data, cfg, args.key, values, inits=args.inits, holdout=args.holdout,
+                    holdout_trials=args.holdout_trials, window=args.window,
                     threshold=args.threshold, device=args.device, log=None if args.quiet else print)
     write_json(args.out, {"data_path": str(args.data), **result})
     print(json.dumps({k: result[k] for k in ("key", "values", "pvar_mean", "pvar_spread", "best", "chosen")}))
@@ -135,8 +146,9 @@ def _run_currents(args: argparse.Namespace) -> int:
 
     options = None
     if args.necessity:  # checked before anything is computed or written
-        options = {"inits": args.inits, "runs": args.refit_runs, "holdout": args.holdout, "window": args.window,
-                   "threshold": args.threshold}
+        options = {"inits": args.inits, "runs": args.refit_runs, "holdout": args.holdout,
+                   "holdout_trials": args.holdout_trials, "window": args.window, "alpha": args.alpha,
+                   "units": args.units}
         check_options(**options)
     set_threads(args.threads)
     print(f"wrote {currents_run(args.run, options, args.device, None if args.quiet else print)}")

@@ -1,24 +1,26 @@
 """Necessity test of inter-region currents: does the data need a block of J (the projection from one region
 into another), or does a model without it predict held-out activity as well?
 
-The last ``holdout`` of every trial is held out. For each of ``inits`` random initialisations (model seeds:
-a different initial J, and a different white-noise input), a model is fitted to the rest with the run's
-configuration (recursive least squares). From each fit (warm start, P reset to its prior) the test trains
-``runs`` more runs on the same data: once in full, and once per ordered region pair with that block of J set
-to zero and held there (a mask), so the full and the masked model get the same budget. Each refit runs
-freely over the held-out part, restarted from the data's state every ``window`` samples (a chaotic
-network's single long free run diverges from any model of it, which would make the comparison noise). The
-loss of a block is the drop in held-out pVar of its target region (where a missing projection shows first;
-over all units it is diluted by the regions it does not enter), full minus masked, paired by
-initialisation.
+The last ``holdout`` of every trial is held out, or with ``holdout_trials`` the last trials whole. For each of
+``inits`` random initialisations (model seeds: a different initial J, and a different white-noise input), a
+model is fitted to the rest with the run's configuration (recursive least squares). From each fit (warm start,
+P reset to its prior) the test trains ``runs`` more runs on the same data: once in full, and once per ordered
+region pair with that block of J set to zero and held there (a mask), so the full and the masked model get the
+same budget. Each refit runs freely over the held-out part, restarted from the data's state every ``window``
+samples (a chaotic network's single long free run diverges from any model of it, which would make the
+comparison noise).
 
-A block is ``required`` when its mean loss exceeds ``threshold`` times the noise of the comparison: the
-larger of the spread (standard deviation) of the full models' held-out pVar of that region over the
-initialisations and the standard error of the paired losses. Otherwise it is ``not required by the data``:
-the other blocks and the inputs carry what it carried, within what another initialisation would change
-anyway. Every full fit
-also gives the currents of a free run over the whole data, so each block's current (rms over the target's
-units and time) and norm come with their spread over the initialisations.
+A projection need not reach every unit of its target (CURBD's links reach 5% of them), and a pVar over the
+whole region dilutes it by the units it does not reach. So the loss of a block is measured on the target's
+units the fits drive most from the source: the fraction ``units`` of the target's units with the largest rows
+of the full fits' block (row norm over block norm, averaged over the initialisations, so one set of units for
+all of them). The loss is the drop in held-out pVar of those units, full minus masked, paired by
+initialisation: the pair shares the initial J and the noise, so the difference cancels what another
+initialisation would change. A block is ``required`` when a one-sided paired t-test of the losses against
+zero rejects at level ``alpha`` after a Bonferroni correction for the number of blocks; otherwise it is ``not
+required by the data``: the other blocks and the inputs carry what it carried. Every full fit also gives the
+currents of a free run over the whole data, so each block's current (rms over the target's units and time)
+and norm come with their spread over the initialisations.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 import xarray as xr
+from scipy import stats
 
 from neurofit.errors import ConfigError, DataError
 from neurofit.rnn.config import FitConfig
@@ -43,22 +47,24 @@ from neurofit.rnn.rls import make_trainer
 REQUIRED, NOT_REQUIRED = "required", "not required by the data"
 
 
-def check_options(inits: int, runs: int, holdout: float, window: int, threshold: float,
-                  holdout_trials: int = 0) -> None:
+def check_options(inits: int, runs: int, holdout: float, window: int, holdout_trials: int = 0,
+                  alpha: float = 0.05, units: float = 0.2) -> None:
     """``ConfigError`` naming the option for values the test cannot use."""
-    if holdout_trials < 0:
-        raise ConfigError(f"--holdout-trials must be 0 (hold out the end of every trial) or a number of trials, "
-                          f"got {holdout_trials}")
     if inits < 2:
         raise ConfigError(f"--inits must be at least 2 (the verdict needs a spread), got {inits}")
     if runs < 1:
         raise ConfigError(f"--refit-runs must be at least 1, got {runs}")
     if not 0 < holdout < 1:
         raise ConfigError(f"--holdout must be between 0 and 1, got {holdout:g}")
+    if holdout_trials < 0:
+        raise ConfigError(f"--holdout-trials must be 0 (hold out the end of every trial) or a number of trials, "
+                          f"got {holdout_trials}")
     if window < 0:
         raise ConfigError(f"--window must be 0 (no restarts) or a number of samples, got {window}")
-    if not threshold > 0:
-        raise ConfigError(f"--threshold must be positive, got {threshold:g}")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"--alpha must be between 0 and 1, got {alpha:g}")
+    if not 0 < units <= 1:
+        raise ConfigError(f"--units must be a fraction of the target's units in (0, 1], got {units:g}")
 
 
 def split_holdout(data: RNNData, holdout: float, tau: float, window: int = 0,
@@ -85,19 +91,16 @@ def split_holdout(data: RNNData, holdout: float, tau: float, window: int = 0,
 
 
 def held_out_pvar(model: DataConstrainedRNN, test: RNNData, cfg: FitConfig, seed: int) -> float:
-    """pVar of a free run over the held-out part (the run's loop, noise of ``seed``)."""
-    return held_out_pvars(model, test, cfg, seed)[0]
+    """pVar over all units of a free run over the held-out part (the run's loop, noise of ``seed``)."""
+    return pvar(*held_out_rates(model, test, cfg, seed))
 
 
-def held_out_pvars(model: DataConstrainedRNN, test: RNNData, cfg: FitConfig,
-                   seed: int) -> tuple[float, np.ndarray]:
-    """pVar of a free run over the held-out part (the run's loop, noise of ``seed``) over all units, and
-    (region,) over each region's units."""
+def held_out_rates(model: DataConstrainedRNN, test: RNNData, cfg: FitConfig,
+                   seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(data, model) rates (trial, N, time) of a free run over the held-out part (the run's loop, noise of
+    ``seed``), the data as the model's space sees them."""
     fd = fit_data(model, test, cfg.data.space, model.weight.device, model.weight.dtype)
-    rates, overall, _ = make_trainer(model, fd, cfg.rls).free_run(seed)
-    by_region = [pvar(fd.rates[:, model.region_index == k], rates[:, model.region_index == k])
-                 for k in range(len(model.spec["region_names"]))]
-    return overall, np.array(by_region)
+    return fd.rates, make_trainer(model, fd, cfg.rls).free_run(seed)[0]
 
 
 def refit(base: DataConstrainedRNN, train: RNNData, cfg: FitConfig, seed: int,
@@ -136,17 +139,37 @@ def current_sizes(model: DataConstrainedRNN, data: RNNData, cfg: FitConfig, seed
     return {"rms": rms, "block_norm": ds["block_norm"].values}
 
 
-def verdict(loss: np.ndarray, full: np.ndarray, threshold: float) -> tuple[str, float]:
-    """(verdict, noise) of one block: its paired losses ``loss`` (init,) against ``threshold`` x the noise, the
-    larger of the full models' spread ``std(full)`` (held-out pVar of the target region) over
-    initialisations and the losses' standard error."""
-    noise = max(float(full.std(ddof=1)), float(loss.std(ddof=1)) / math.sqrt(len(loss)))
-    return (REQUIRED if loss.mean() > threshold * noise else NOT_REQUIRED), noise
+def driven_units(rows: np.ndarray, fraction: float) -> np.ndarray:
+    """Indices (into the target's units) of the ``fraction`` of them a block drives most: ``rows`` (init,
+    target unit) are the row norms of the block in each full fit, each divided by the block's norm and then
+    averaged over the initialisations (at least one unit)."""
+    share = (rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), np.finfo(float).tiny)).mean(axis=0)
+    return np.sort(np.argsort(share)[::-1][:max(1, int(round(fraction * rows.shape[1])))])
 
 
-def necessity(data: RNNData, cfg: FitConfig, *, inits: int = 5, runs: int = 5, holdout: float = 0.2,
-              window: int = 50, threshold: float = 2.0, device: str = "cpu",
-              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def critical_t(inits: int, alpha: float, n_blocks: int) -> float:
+    """The paired t above which a block is required: one-sided, ``inits - 1`` degrees of freedom, level
+    ``alpha`` / ``n_blocks`` (Bonferroni)."""
+    return float(stats.t.ppf(1 - alpha / n_blocks, inits - 1))
+
+
+def verdict(loss: np.ndarray, critical: float) -> tuple[str, float, float]:
+    """(verdict, noise, t) of one block from its paired losses ``loss`` (init,): the noise is their standard
+    error, t = mean / noise, and the block is required when t exceeds ``critical`` (``critical_t``)."""
+    noise = float(loss.std(ddof=1)) / math.sqrt(len(loss))
+    t = float(loss.mean()) / noise if noise > 0 else (math.inf if loss.mean() > 0 else 0.0)
+    return (REQUIRED if t > critical else NOT_REQUIRED), noise, t
+
+
+def unit_pvar(data: torch.Tensor, rates: torch.Tensor, units: np.ndarray) -> float:
+    """pVar of (trial, N, time) ``rates`` against ``data`` over the unit indices ``units``."""
+    index = torch.as_tensor(units)
+    return pvar(data[:, index], rates[:, index])
+
+
+def necessity(data: RNNData, cfg: FitConfig, *, inits: int = 8, runs: int = 5, holdout: float = 0.2,
+              holdout_trials: int = 0, window: int = 50, alpha: float = 0.05, units: float = 0.2,
+              device: str = "cpu", log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the test for every ordered pair of regions.
 
     Args:
@@ -154,58 +177,74 @@ def necessity(data: RNNData, cfg: FitConfig, *, inits: int = 5, runs: int = 5, h
         cfg: the run's configuration (``method: rls``).
         inits: random initialisations (model seeds ``cfg.model.seed`` + 0, 1, ...; at least 2 for a spread);
             runs: training runs of each refit.
-        holdout: fraction of every trial held out (its end); window: samples between restarts of the
-            held-out free runs from the data (0: one free run).
-        threshold: a block is required when its mean loss exceeds this many times the noise (``verdict``).
+        holdout: fraction of every trial held out (its end); holdout_trials: hold out this many last trials
+            whole instead (0: none); window: samples between restarts of the held-out free runs from the data
+            (0: one free run).
+        alpha: family-wise level of the paired tests (Bonferroni over the blocks); units: fraction of the
+            target's units the loss is measured on (those the fits drive most from the source).
         device: ``cpu`` or ``cuda``; log: progress printer.
     Returns:
-        ``{"holdout", "window", "inits", "refit_runs", "threshold", "seeds", "full_pvar": [per init],
-        "full_pvar_spread", "region_pvar": {region: [per init]}, "blocks": {"SOURCE->TARGET": {"pvar": [target
-        region's, per init], "loss": [..], "loss_mean",
-        "loss_sem", "noise", "verdict", "current_rms": [per init], "current_rms_mean", "current_rms_spread",
-        "block_norm": [per init], "block_norm_mean", "block_norm_spread"}}}``; spreads are standard deviations
-        over the initialisations, currents in units of the model's h.
+        ``{"holdout", "holdout_trials", "window", "inits", "refit_runs", "alpha", "units", "threshold" (the
+        critical t), "seeds", "full_pvar": [per init, all units], "full_pvar_spread", "region_pvar": {region:
+        [per init]}, "blocks": {"SOURCE->TARGET": {"driven_units": [unit indices], "full_unit_pvar": [per init],
+        "pvar": [masked, per init], "loss": [..], "loss_mean", "loss_sem", "noise", "t", "verdict",
+        "current_rms": [per init], "current_rms_mean", "current_rms_spread", "block_norm": [per init],
+        "block_norm_mean", "block_norm_spread"}}}``; spreads are standard deviations over the initialisations,
+        currents in units of the model's h, pVar over the held-out part.
     """
-    check_options(inits, runs, holdout, window, threshold)
+    check_options(inits, runs, holdout, window, holdout_trials, alpha, units)
     if cfg.method != "rls":
         raise cfg.fail(("method",), f"the necessity test refits by recursive least squares, not {cfg.method}")
-    train, test = split_holdout(data, holdout, cfg.model.tau, window)
+    train, test = split_holdout(data, holdout, cfg.model.tau, window, holdout_trials)
     names = list(data.region_names)
     pairs = [(t, s) for t in names for s in names if s != t]
     seeds = [cfg.model.seed + k for k in range(inits)]
-    full, masked = np.empty(inits), np.empty((len(pairs), inits))
-    full_region = np.empty((inits, len(names)))
+    index = data.region_index()
+    full, held, masked, rows = [], [], {pair: [] for pair in pairs}, {pair: [] for pair in pairs}
     rms, norms = np.empty((inits, len(names), len(names))), np.empty((inits, len(names), len(names)))
     for k, seed in enumerate(seeds):
         seed_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, seed=seed),
                                        rls=dataclasses.replace(cfg.rls, runs=runs))
         base = fit(train, dataclasses.replace(seed_cfg, rls=cfg.rls), device).model
         model = refit(base, train, seed_cfg, seed, None)
-        full[k], full_region[k] = held_out_pvars(model, test, seed_cfg, seed)
+        target, rates = held_out_rates(model, test, seed_cfg, seed)
+        full.append(rates)
+        J = model.J.detach().cpu().double().numpy()
         sizes = current_sizes(model, data, seed_cfg, seed)
         rms[k], norms[k] = sizes["rms"], sizes["block_norm"]
-        for p, block in enumerate(pairs):
-            region = held_out_pvars(refit(base, train, seed_cfg, seed, block), test, seed_cfg, seed)[1]
-            masked[p, k] = region[names.index(block[0])]
+        for pair in pairs:
+            rows[pair].append(np.linalg.norm(J[np.ix_(index == names.index(pair[0]),
+                                                      index == names.index(pair[1]))], axis=1))
+            masked[pair].append(held_out_rates(refit(base, train, seed_cfg, seed, pair), test, seed_cfg, seed)[1])
+        held.append(pvar(target, rates))
         if log is not None:
-            log(f"initialisation {k + 1}/{inits} (seed {seed}): held-out pVar {full[k]:.4f} in full")
+            log(f"initialisation {k + 1}/{inits} (seed {seed}): held-out pVar {held[-1]:.4f} in full")
+    critical = critical_t(inits, alpha, len(pairs))
     blocks = {}
-    for p, (target, source) in enumerate(pairs):
-        a, b = names.index(target), names.index(source)
-        loss = full_region[:, a] - masked[p]
-        decision, noise = verdict(loss, full_region[:, a], threshold)
-        blocks[f"{source}->{target}"] = {
-            "pvar": masked[p].tolist(), "loss": loss.tolist(), "loss_mean": float(loss.mean()),
-            "loss_sem": float(loss.std(ddof=1) / math.sqrt(inits)), "noise": noise, "verdict": decision,
-            "current_rms": rms[:, a, b].tolist(), "current_rms_mean": float(rms[:, a, b].mean()),
-            "current_rms_spread": float(rms[:, a, b].std(ddof=1)), "block_norm": norms[:, a, b].tolist(),
-            "block_norm_mean": float(norms[:, a, b].mean()),
+    for pair in pairs:
+        a, b = names.index(pair[0]), names.index(pair[1])
+        chosen = np.flatnonzero(index == a)[driven_units(np.stack(rows[pair]), units)]
+        with_block = np.array([unit_pvar(target, r, chosen) for r in full])
+        without = np.array([unit_pvar(target, r, chosen) for r in masked[pair]])
+        loss = with_block - without
+        decision, noise, t = verdict(loss, critical)
+        blocks[f"{pair[1]}->{pair[0]}"] = {
+            "driven_units": chosen.tolist(), "full_unit_pvar": with_block.tolist(), "pvar": without.tolist(),
+            "loss": loss.tolist(), "loss_mean": float(loss.mean()), "loss_sem": noise, "noise": noise,
+            "t": t, "verdict": decision, "current_rms": rms[:, a, b].tolist(),
+            "current_rms_mean": float(rms[:, a, b].mean()), "current_rms_spread": float(rms[:, a, b].std(ddof=1)),
+            "block_norm": norms[:, a, b].tolist(), "block_norm_mean": float(norms[:, a, b].mean()),
             "block_norm_spread": float(norms[:, a, b].std(ddof=1))}
         if log is not None:
-            log(f"{source}->{target}: held-out pVar loss {loss.mean():+.4f} (noise {noise:.4f}): {decision}")
-    return {"holdout": holdout, "window": window, "inits": inits, "refit_runs": runs, "threshold": threshold,
-            "seeds": seeds, "full_pvar": full.tolist(), "full_pvar_spread": float(full.std(ddof=1)),
-            "region_pvar": {name: full_region[:, a].tolist() for a, name in enumerate(names)}, "blocks": blocks}
+            log(f"{pair[1]}->{pair[0]}: held-out pVar loss {loss.mean():+.4f} on {len(chosen)} driven units "
+                f"(noise {noise:.4f}, t {t:+.2f}, required above "
+                f"{critical:.2f}): {decision}")
+    region_pvar = {name: [unit_pvar(target, r, np.flatnonzero(index == a)) for r in full]
+                   for a, name in enumerate(names)}
+    return {"holdout": holdout, "holdout_trials": holdout_trials, "window": window, "inits": inits,
+            "refit_runs": runs, "alpha": alpha, "units": units, "threshold": critical, "seeds": seeds,
+            "full_pvar": held, "full_pvar_spread": float(np.std(held, ddof=1)), "region_pvar": region_pvar,
+            "blocks": blocks}
 
 
 def as_dataset(result: dict[str, Any], names: list[str]) -> xr.Dataset:
@@ -227,5 +266,6 @@ def as_dataset(result: dict[str, Any], names: list[str]) -> xr.Dataset:
     data = {("loss_noise" if k == "noise" else k): (dims, v) for k, v in values.items()}
     return xr.Dataset({"verdict": (dims, verdicts.astype(str)), **data},
                       coords={"target_region": names, "source_region": names},
-                      attrs={"necessity_threshold": result["threshold"], "necessity_inits": result["inits"],
+                      attrs={"necessity_threshold": result["threshold"], "necessity_alpha": result["alpha"],
+                             "necessity_inits": result["inits"],
                              "necessity_holdout": result["holdout"]})

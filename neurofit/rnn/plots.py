@@ -90,9 +90,9 @@ def plot_block_norms(currents: xr.Dataset, path: str | os.PathLike) -> Path:
 
 def plot_necessity(currents: xr.Dataset, path: str | os.PathLike) -> Path:
     """The M x M grid of the necessity test: target regions in rows, source regions in columns; each
-    inter-region cell coloured by its evidence (held-out pVar loss / noise; the threshold is marked in the
-    colour bar) and labelled with its verdict, the loss +- noise and the fitted rms current +- its spread over
-    initialisations."""
+    inter-region cell coloured by its evidence (the paired t: held-out pVar loss / noise; the critical t is
+    marked in the colour bar) and labelled with its verdict, the loss +- noise and the fitted rms current +- its
+    spread over initialisations."""
     evidence = (currents["loss_mean"] / currents["loss_noise"]).values
     names = list(currents["target_region"].values)
     threshold = float(currents.attrs["necessity_threshold"])
@@ -112,6 +112,6 @@ def plot_necessity(currents: xr.Dataset, path: str | os.PathLike) -> Path:
                  f"\nrms {cell['current_rms_mean']:.3g} +- {cell['current_rms_spread']:.2g}")
         ax.text(b, a, label,
                 ha="center", va="center", fontsize=6, fontweight="bold" if value > threshold else "normal")
-    bar = fig.colorbar(im, ax=ax, label="held-out pVar loss / noise")
+    bar = fig.colorbar(im, ax=ax, label="paired t: held-out pVar loss / noise")
     bar.ax.axhline(threshold, color="k", lw=1.5)
     return _save(fig, path)

@@ -237,7 +237,8 @@ def _fit_encoder(module, cfg: ExperimentConfig, dm: NeuralDataModule, specs: lis
         penalties = init_readout_features(module.encoder, dm.recordings) if transferred else {}
         if penalties and is_launcher_rank():
             log.info("readout feature weights start at the ridge regression on the transferred core's features "
-                     "for %d recording(s)", len(penalties))
+                     "for %d recording(s) (median penalty %.2g x the mean feature-covariance eigenvalue)",
+                     len(penalties), np.median(list(penalties.values())))
         module.restart_average()
         if is_launcher_rank():
             save_init_checkpoint(module, out / "checkpoints" / "init.ckpt")
