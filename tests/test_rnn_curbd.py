@@ -262,7 +262,7 @@ def test_holdout_of_whole_trials(tmp_path):
 def test_necessity_of_the_curbd_preset(tmp_path, amplitude, required):
     """Issue #18: the defaults on threeRegionSim (300 units, no outside inputs), 8 initialisations, restarts
     every 10 samples: at ampInterReg 0.02 no block is required; at 0.2 A->B, the strongest true current, is,
-    measured on units that include all five of its linked ones (about 10 minutes each on one thread)."""
+    measured on units that include all five of its linked ones (7.5 minutes each on one thread)."""
     sim = simulate_curbd(0, n_units=300, amp_inter_region=amplitude)
     data = load_rnn_data(write_npz(sim, tmp_path / "curbd.npz"), "max")
     result = necessity(data, load_config(None, {"model.use_inputs": False}), window=10)
