@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     currents.add_argument("--holdout-trials", type=int, default=0,
                           help="necessity: hold out the last HOLDOUT_TRIALS trials whole instead (0: the end of "
                                "every trial)")
-    currents.add_argument("--window", type=int, default=50,
+    currents.add_argument("--window", type=int, default=10,
                           help="necessity: held-out free runs restart from the data every WINDOW samples "
                                "(0: never)")
     currents.add_argument("--alpha", type=float, default=0.05,
