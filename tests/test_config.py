@@ -23,7 +23,8 @@ def test_extends_overrides_and_defaults_from_the_schema_and_constructors():
     assert isinstance(cfg, ExperimentConfig) and cfg.type == "encoder" and cfg.name == "default"
     assert cfg.training.lr == 0.001 and cfg.model.core.options["channels"] == 8
     assert cfg.model.core.options["layers"] == 3  # ConvCore's default, the one place it is set
-    assert cfg.training.max_epochs == 12 and cfg.training.lr_patience == 2  # the schema's defaults
+    assert cfg.training.max_epochs == 24 and cfg.training.channels_last  # set in default.yaml
+    assert cfg.training.patience == 5 and cfg.training.lr_patience == 2  # the schema's defaults
     ln = load_config(CONFIGS / "ln.yaml")
     assert ln.model.core.name == "identity" and ln.model.core.options == {} and ln.model.shifter is None
     gru = load_config(CONFIGS / "video_gru_wide.yaml")  # three files deep
