@@ -22,7 +22,7 @@ from neurofit.run import load_run
 from tests.conftest import static_and_video_stores
 
 #: The default config on its trained weights (its EMA copy would barely move in one epoch), shrunk, and in
-#: the plain NCHW memory format that the switches are compared with (default.yaml ships channels-last).
+#: the plain NCHW memory format that the switches are compared with, whatever default.yaml ships.
 STATIC = ["--config", "configs/default.yaml", "--set", "training.ema_decay=null",
           "--set", "training.channels_last=false", "--set", "model.core.channels=4",
           "--set", "model.core.layers=2", "--set", "model.core.input_kernel=3", "--set", "data.batch_size=16"]
