@@ -38,6 +38,15 @@ def predict_trials(run: Run, data: str | os.PathLike, recording: str,
                    tier: str) -> tuple[RecordingArrays, np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """The recording's arrays, the trials of ``tier`` with responses, their data and the run's predictions
     (recording units, (trial, [frame,] neuron))."""
+    arrays, trials, batch = read_tier(run, data, recording, tier)
+    return arrays, trials, batch, run.predict(recording, batch["stimulus"], batch.get("behavior"),
+                                              batch.get("pupil_center"))
+
+
+def read_tier(run: Run, data: str | os.PathLike, recording: str,
+              tier: str) -> tuple[RecordingArrays, np.ndarray, dict[str, np.ndarray]]:
+    """The recording's arrays, the trials of ``tier`` with responses and their data, checked against the run
+    (the same neurons; finite responses where recorded)."""
     ds = open_recording(data, recording)
     expected = list(run.specs[recording].unit_id)
     if ds["unit_id"].values.tolist() != expected:
@@ -52,16 +61,15 @@ def predict_trials(run: Run, data: str | os.PathLike, recording: str,
     if row is not None:
         raise DataError(f"{data}: recording {recording!r}: responses contain NaN or inf at trial {trials[row]} "
                         f"(tier {tier!r}, where response_mask is True)")
-    pred = run.predict(recording, batch["stimulus"], batch.get("behavior"), batch.get("pupil_center"))
-    return arrays, trials, batch, pred
+    return arrays, trials, batch
 
 
 def predict_tier(run: Run, data: str | os.PathLike, recording: str, tier: str, skip_frames: int) -> TierPrediction:
     """Predict the trials of ``tier`` of one recording and flatten them for scoring."""
-    arrays, trials, batch, pred = predict_trials(run, data, recording, tier)
+    arrays, trials, batch = read_tier(run, data, recording, tier)
     resp = batch["responses"]
-    context = (run.predict(recording, batch["stimulus"], batch.get("behavior"), batch.get("pupil_center"),
-                           responses=resp) if run.has_context(recording) else None)
+    pred, context = run.predict_modes(recording, batch["stimulus"], batch.get("behavior"),
+                                      batch.get("pupil_center"), resp)
     truth_ds = open_truth(data, recording)
     truth = None if truth_ds is None or "rates" not in truth_ds else np.asarray(truth_ds["rates"][trials].values)
     sid = arrays.stimulus_id[trials]

@@ -52,13 +52,32 @@ class Run:
                             for m in self.members], axis=0)
         if self.ridge is not None:
             return self.ridge.predict(recording, stimulus, behavior, pupil_center)
+        return self._batched(lambda *part: (self.encoder.predict(*part),), recording,
+                             (stimulus, behavior, pupil_center, responses), batch_size)[0]
+
+    def predict_modes(self, recording: str, stimulus: np.ndarray, behavior: np.ndarray | None,
+                      pupil_center: np.ndarray | None, responses: np.ndarray,
+                      batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
+        """The stimulus-only prediction and, for a model with a context layer (``has_context``), the one with
+        population context, from one pass of the model (``predict``'s shapes and units); other runs give
+        (``predict``, None)."""
+        if not self.has_context(recording):
+            return self.predict(recording, stimulus, behavior, pupil_center, batch_size), None
+        stimulus_only, with_context = self._batched(self.encoder.predict_modes, recording,
+                                                    (stimulus, behavior, pupil_center, responses), batch_size)
+        return stimulus_only, with_context
+
+    def _batched(self, predict, recording: str, inputs: tuple, batch_size: int) -> list[np.ndarray | None]:
+        """``predict(recording, *inputs)``, which returns a tuple of tensors (or None), over trial batches of
+        ``batch_size``; each output concatenated as numpy (None where it is None)."""
         device = next(self.encoder.parameters()).device
         outs = []
-        for i in range(0, len(stimulus), batch_size):
+        for i in range(0, len(inputs[0]), batch_size):
             part = [None if x is None else torch.as_tensor(np.asarray(x[i:i + batch_size]), device=device)
-                    for x in (stimulus, behavior, pupil_center, responses)]
-            outs.append(self.encoder.predict(recording, *part).cpu())
-        return torch.cat(outs).numpy()
+                    for x in inputs]
+            outs.append(predict(recording, *part))
+        return [None if column[0] is None else torch.cat([c.cpu() for c in column]).numpy()
+                for column in zip(*outs)]
 
 
 def load_run(path: str | os.PathLike, checkpoint: str = "best") -> Run:

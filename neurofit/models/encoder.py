@@ -211,6 +211,16 @@ class Encoder(nn.Module):
         recording units) given population context where the model has a context layer (``forward``)."""
         return self(recording, stimulus, behavior, pupil_center, responses) * self.response_std(recording)
 
+    @torch.no_grad()
+    def predict_modes(self, recording: str, stimulus: torch.Tensor, behavior: torch.Tensor | None = None,
+                      pupil_center: torch.Tensor | None = None,
+                      responses: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``forward_modes`` in the recording's own units: the stimulus-only prediction and the one with
+        population context (None without ``responses`` or a context layer), (B, [T,] N) each, one core pass."""
+        rate, with_context = self.forward_modes(recording, stimulus, behavior, pupil_center, responses)
+        std = self.response_std(recording)
+        return rate * std, None if with_context is None else with_context * std
+
     def regularizer(self, weights: RegularizationConfig) -> torch.Tensor:
         """Weighted sum of the components' penalties: ``core`` (first-layer smoothness), ``readout``
         (feature sparsity), ``interactions`` (their own penalty, e.g. pool sparsity), plus the readouts'

@@ -31,12 +31,11 @@ ACCELERATORS = {"auto": "auto", "cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
 @dataclass(frozen=True)
 class Launch:
     """The checked process layout: ``accelerator`` "cpu" or "gpu", ``devices`` processes per node, ``num_nodes``
-    nodes, and the ``launcher`` that starts them."""
+    nodes."""
 
     accelerator: str
     devices: int
     num_nodes: int
-    launcher: str
 
     @property
     def world_size(self) -> int:
@@ -77,7 +76,7 @@ def resolve_launch(accelerator: str, devices: int | str, num_nodes: int, strateg
     if launcher != "lightning" and (devices != per_node or devices * num_nodes != world):
         raise ConfigError(f"--devices {devices} --num-nodes {num_nodes}: {launcher} started {world} process(es), "
                           f"{per_node} per node (use --devices {per_node} --num-nodes {world // per_node})")
-    launch = Launch(kind, devices, num_nodes, launcher)
+    launch = Launch(kind, devices, num_nodes)
     if strategy == "ddp" and launch.world_size == 1:
         raise ConfigError("--strategy ddp: only one process (--devices 1 --num-nodes 1); DDP needs --devices N "
                           "> 1 or several nodes")

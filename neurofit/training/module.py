@@ -132,14 +132,13 @@ class EncoderModule(L.LightningModule):
 
     def _loss(self, batch: dict, mask: torch.Tensor | None) -> torch.Tensor:
         target = batch["responses"] / self.encoder.response_std(batch["recording"])
-        if not self.encoder.has_context(batch["recording"]):
-            return poisson_loss(self(batch), target, mask)
-        # Both modes are trained: the stimulus-only prediction stays a model of its own (the SENSORIUM-style
-        # metrics score it), and the context layer learns what the others' recorded activity adds to it.
         rate, with_context = self.encoder.forward_modes(batch["recording"], batch["stimulus"],
                                                         batch.get("behavior"), batch.get("pupil_center"),
                                                         batch["responses"])
-        return 0.5 * (poisson_loss(rate, target, mask) + poisson_loss(with_context, target, mask))
+        loss = poisson_loss(rate, target, mask)
+        # With a context layer both modes are trained: the stimulus-only prediction stays a model of its own
+        # (the SENSORIUM-style metrics score it), and the layer learns what the others' activity adds to it.
+        return loss if with_context is None else 0.5 * (loss + poisson_loss(with_context, target, mask))
 
     def _require_finite(self, loss: torch.Tensor, recording: str) -> None:
         """Stop training on a non-finite loss before it reaches the weights, so every checkpoint on disk
