@@ -79,9 +79,9 @@ def currents_run(run: str | os.PathLike, necessity_options: dict[str, Any] | Non
                  log: Callable[[str], None] | None = None) -> Path:
     """Decompose the fitted model's currents of run directory ``run`` into ``RUN/currents.zarr`` and draw the
     raster, current-grid and block-norm figures. With ``necessity_options`` (the keyword options of
-    ``neurofit.rnn.necessity.necessity``: inits, runs, holdout, window, threshold) the necessity test runs
-    first on the data the run was fitted to, with its config; its per-block verdicts and spreads join
-    ``currents.zarr``, the full result goes to ``metrics.json`` under ``necessity`` and its grid to
+    ``neurofit.rnn.necessity.necessity``: inits, runs, holdout, holdout_trials, window, alpha, units) the
+    necessity test runs first on the data the run was fitted to, with its config; its per-block verdicts and
+    spreads join ``currents.zarr``, the full result goes to ``metrics.json`` under ``necessity`` and its grid to
     ``necessity.png``. Nothing is written before everything is computed. Returns the zarr path."""
     run = Path(run)
     for name in ("model.pt", "fit.npz", "config.yaml", "metrics.json"):

@@ -12,13 +12,13 @@ first (the strongest prior, the fewest channels), and it is kept unless the data
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from neurofit.config.files import apply_overrides
 from neurofit.errors import ConfigError
 from neurofit.rnn.config import FitConfig, config_from_dict
 from neurofit.rnn.data import RNNData
@@ -29,13 +29,7 @@ from neurofit.rnn.necessity import check_options, held_out_pvar, split_holdout
 def with_value(cfg: FitConfig, key: str, value: Any) -> FitConfig:
     """``cfg`` with the dotted entry ``key`` set to ``value``, checked as a config file's entry would be
     (``ConfigError`` naming the key for an unknown key or a bad value)."""
-    raw = copy.deepcopy(cfg.to_dict())
-    *sections, name = key.split(".")
-    node = raw
-    for section in sections:
-        node = node.setdefault(section, {})
-    node[name] = value
-    return config_from_dict(raw, f"--key {key}")
+    return config_from_dict(apply_overrides(cfg.to_dict(), {key: value}, {}), f"--key {key}")
 
 
 def check_threshold(threshold: float) -> None:
