@@ -2,8 +2,9 @@
 
 Simulates ``--mice`` mice (``neurofit simulate v1``, calibrated preset), trains a core on all but the last one
 (``--core-config``, ``--pretrain-epochs``), then fits the held-out mouse with a share (``--fractions``) of its
-training trials, three ways: from scratch, on the transferred core frozen (``--freeze core``) and fine-tuned
-(``--freeze none`` with ``training.core_lr_scale`` = ``--core-lr-scale``), all with ``--config``. The share is
+training trials, three ways: from scratch (``--scratch-config``, the recipe a user would fit a new mouse with),
+on the transferred core frozen (``--freeze core``) and fine-tuned (``--freeze none`` with
+``training.core_lr_scale`` = ``--core-lr-scale``), both with ``--config``. The share is
 drawn once per mouse, nested (every smaller share is part of the larger ones), and the other training trials
 are relabelled tier ``none``; validation and test trials are all kept. A fit on a share f runs
 ``--epochs`` x min(1 / f, ``--max-epoch-factor``) epochs, so small shares get more optimiser steps, with the
@@ -39,7 +40,10 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1, 0.25, 0.5, 1.0],
                    help="shares of the held-out mouse's training trials")
     p.add_argument("--core-config", default=str(ROOT / "configs/default.yaml"), help="config of the core's run")
-    p.add_argument("--config", default=str(ROOT / "configs/transfer.yaml"), help="config of the held-out fits")
+    p.add_argument("--config", default=str(ROOT / "configs/transfer.yaml"),
+                   help="config of the fits on the transferred core")
+    p.add_argument("--scratch-config", default=str(ROOT / "configs/default.yaml"),
+                   help="config of the from-scratch fits")
     p.add_argument("--pretrain-epochs", type=int, default=8)
     p.add_argument("--epochs", type=int, default=10, help="epochs of a fit on all training trials")
     p.add_argument("--max-epoch-factor", type=float, default=3.0,
@@ -163,8 +167,10 @@ def main() -> None:
         for mode, transfer in MODES.items():
             extra = {"init_from": core_run, **transfer} if transfer else {}
             overrides = [f"training.core_lr_scale={args.core_lr_scale}"] if mode == "finetune" else []
-            # The epoch budget is in the name, so a rerun with other --epochs fits anew.
-            entry = _fit_once(data, args.config, args.out / "runs" / f"{mode}_{pct}pct_{epochs}ep", seed=args.seed,
+            config = args.config if transfer else args.scratch_config
+            # The config and epoch budget are in the name, so a rerun with others fits anew.
+            name = f"{mode}-{Path(config).stem}_{pct}pct_{epochs}ep"
+            entry = _fit_once(data, config, args.out / "runs" / name, seed=args.seed,
                               max_epochs=epochs, overrides=overrides, **extra)
             results.append({"mode": mode, "fraction": fraction, "train_trials": n_train, "max_epochs": epochs,
                             **_summary(entry, held_out)})
@@ -173,6 +179,7 @@ def main() -> None:
     _figure(results, verdict, args.out / "transfer.png")
     report = {"benchmark": "transfer", "mice": args.mice, "neurons": args.neurons, "held_out": held_out,
               "seed": args.seed, "core_config": args.core_config, "config": args.config,
+              "scratch_config": args.scratch_config,
               "pretrain_epochs": args.pretrain_epochs, "epochs": args.epochs,
               "max_epoch_factor": args.max_epoch_factor, "core_lr_scale": args.core_lr_scale,
               "threads": args.threads,

@@ -31,6 +31,15 @@ def test_extends_overrides_and_defaults_from_the_schema_and_constructors():
     assert gru.model.core.options["frontend"]["channels"] == 32 and gru.training.skip_frames == 50
 
 
+def test_exponent_floats_are_numbers_in_files_and_overrides(tmp_path):
+    # YAML 1.1 (plain PyYAML) reads 1e-4 as a string; a user writes it as a number.
+    (tmp_path / "exp.yaml").write_text("extends: " + str(CONFIGS / "default.yaml") + "\ntraining: {lr: 3e-3}\n")
+    cfg = load_config(tmp_path / "exp.yaml", ["training.weight_decay=1E-5"])
+    assert cfg.training.lr == 0.003 and cfg.training.weight_decay == 1e-5
+    with pytest.raises(ConfigError, match="training.min_delta: must be >= 0, got -0.0001"):
+        load_config(CONFIGS / "default.yaml", ["training.min_delta=-1e-4"])
+
+
 @pytest.mark.parametrize("path", ENCODER_CONFIGS, ids=lambda p: p.name)
 def test_resolved_config_is_complete_and_loads_back_identically(path, tmp_path):
     cfg = load_config(path)

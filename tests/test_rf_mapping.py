@@ -8,7 +8,7 @@ import torch
 from neurofit.data.datamodule import NeuralDataModule
 from neurofit.models.readouts.gaussian import GaussianReadout
 from neurofit.models.readouts.rf_mapping import estimate_rf_centres
-from neurofit.training.readout_init import init_readout_positions, mapping_samples
+from neurofit.training.readout_init import init_readouts, mapping_samples
 from tests.conftest import tiny_recording
 
 H, W = 24, 40
@@ -107,7 +107,7 @@ def test_video_samples_pair_frames_with_later_responses(tmp_path):
     np.testing.assert_allclose(stim[0], train["stimulus"][0, 0])
 
 
-def test_init_readout_positions_only_touches_configured_readouts(tiny_store):
+def test_init_readouts_only_touches_configured_readouts(tiny_store):
     from neurofit.config import load_config
     from neurofit.training.module import EncoderModule
 
@@ -116,8 +116,8 @@ def test_init_readout_positions_only_touches_configured_readouts(tiny_store):
     dm = NeuralDataModule(tiny_store, batch_size=4)
     module = EncoderModule(cfg, [s.to_dict() for s in dm.prepare_specs()])
     before = {k: v.clone() for k, v in module.encoder.readouts["m0"].state_dict().items()}
-    strengths = init_readout_positions(module.encoder, dm.recordings)
-    assert set(strengths) == {"m0", "m1"}
+    started = init_readouts(module.encoder, dm.recordings)
+    assert set(started) == {"m0", "m1"} and all(set(v) == {"strength"} for v in started.values())
     after = module.encoder.readouts["m0"].state_dict()
     assert not torch.equal(before["affine.weight"], after["affine.weight"])
     assert torch.equal(before["embedding"], after["embedding"])

@@ -22,9 +22,9 @@ from neurofit.data.datamodule import NeuralDataModule
 from neurofit.metrics import correlation
 from neurofit.training.module import EncoderModule
 from neurofit.training.readout_init import (
+    core_features,
     core_maps,
-    init_readout_features,
-    init_readout_positions,
+    init_readouts,
     mapping_samples,
     readout_features,
     ridge_weights,
@@ -149,6 +149,18 @@ def test_a_transferred_run_resumes(source, frozen, tmp_path):
     assert json.loads((run / "train_info.json").read_text())["init_from"]["copied"] == ["core"]
 
 
+def test_a_resume_with_another_core_is_refused(source, frozen, new_store, config, tmp_path):
+    run = tmp_path / "frozen"
+    shutil.copytree(frozen, run)
+    again = _fit(new_store, config, run, "--init-from", source, "--freeze", "core", "--resume", epochs=3)
+    assert again.returncode == 0, again.describe()  # the same settings resume
+    before = (run / "config.yaml").read_text()
+    other = _fit(new_store, config, run, "--init-from", tmp_path / "elsewhere", "--freeze", "core", "--resume",
+                 epochs=4)
+    assert_one_line_error(other, ["config.yaml", "--init-from", "differs from the config of the run being"])
+    assert (run / "config.yaml").read_text() == before
+
+
 def test_fine_tuning_moves_the_core_at_its_own_rate(source, new_store, config, tmp_path):
     run = tmp_path / "tuned"
     result = _fit(new_store, config, run, "--init-from", source, "--freeze", "none",
@@ -181,11 +193,11 @@ def test_a_transferred_core_maps_the_new_receptive_fields(source, new_store, con
     module = EncoderModule(cfg, [s.to_dict() for s in specs])
     transfer_core(module.encoder, cfg, specs)
     stim, _ = mapping_samples(dm.recordings["n0"], 5000, 4)
-    maps = list(core_maps(module.encoder, "n0", stim))
+    maps = list(core_maps(core_features(module.encoder, "n0", stim), stim.shape[1:]))
     assert len(maps) == module.encoder.core.out_channels and maps[0].shape == stim.shape
-    assert module.encoder.core.training  # core_maps leaves the mode as it found it
-    strengths = init_readout_positions(module.encoder, dm.recordings, trained_core=True)
-    assert set(strengths) == {"n0", "n1"} and all(v > 0 for v in strengths.values())
+    assert module.encoder.core.training  # core_features leaves the mode as it found it
+    started = init_readouts(module.encoder, dm.recordings, trained_core=True)
+    assert set(started) == {"n0", "n1"} and all(v["strength"] > 0 for v in started.values())
 
 
 def test_ridge_weights_recover_a_linear_readout():
@@ -206,16 +218,18 @@ def test_readouts_start_at_the_ridge_regression_on_a_transferred_core(source, ne
     specs = dm.prepare_specs()
     module = EncoderModule(cfg, [s.to_dict() for s in specs])
     transfer_core(module.encoder, cfg, specs)
-    init_readout_positions(module.encoder, dm.recordings, trained_core=True)
     stim, resp = mapping_samples(dm.recordings["n0"], 5000, 4)
+    features = core_features(module.encoder, "n0", stim)
 
     def fit_r() -> float:  # in-sample r of the drive, which the start puts at the ridge fit
-        drive = (readout_features(module.encoder, "n0", stim) * module.encoder.readouts["n0"].embedding).sum(-1)
+        weights = module.encoder.readouts["n0"].embedding
+        drive = (readout_features(module.encoder, "n0", features) * weights).sum(-1)
         return float(correlation(drive.detach().numpy(), resp).mean())
 
-    before = fit_r()
-    assert set(init_readout_features(module.encoder, dm.recordings)) == {"n0", "n1"}
-    assert fit_r() > before + 0.1
+    random_start = fit_r()  # at the layer's own initial positions, random weights
+    started = init_readouts(module.encoder, dm.recordings, trained_core=True)
+    assert set(started) == {"n0", "n1"} and all(set(v) == {"strength", "penalty"} for v in started.values())
+    assert fit_r() > random_start + 0.1
     assert module.encoder.core.training is False  # the frozen core stays in eval mode
 
 
@@ -272,7 +286,7 @@ def _ridge_run(source: Path, tmp: Path) -> Path:
 
 BAD = {
     # case: (how to get the --init-from run, the store to fit, extra arguments, what the error line names)
-    "unknown freeze value": (None, "new", ["--freeze", "partly"], ["--freeze partly", "none or core"]),
+    "unknown freeze value": (None, "new", ["--freeze", "partly"], ["--freeze partly", "['none', 'core']"]),
     "freeze without a run": ("none", "new", ["--freeze", "core"], ["--freeze core", "--init-from"]),
     "not a run directory": ("missing", "new", [], ["not a run directory"]),
     "no checkpoint": ("no_ckpt", "new", [], ["best.ckpt", "missing"]),

@@ -79,20 +79,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     currents.set_defaults(handler=_run_currents)
 
 
-def yaml_value(text: str) -> Any:
-    """A value given on the command line, parsed as YAML; numbers such as ``1e-4`` (a string to YAML 1.1,
-    which wants ``1.0e-4``) as floats."""
-    import yaml
-
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
 def set_options(texts: list[str]) -> dict[str, Any]:
     """``--set KEY=VALUE`` texts as ``{"section.key": value}`` (``ConfigError`` for a text without ``=``)."""
     from neurofit.config.files import parse_override
@@ -117,6 +103,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 def _run_select(args: argparse.Namespace) -> int:
     from neurofit.cli.fit import set_threads
+    from neurofit.config.files import load_yaml
     from neurofit.io import write_json
     from neurofit.rnn.config import load_config
     from neurofit.rnn.data import load_rnn_data
@@ -124,7 +111,7 @@ def _run_select(args: argparse.Namespace) -> int:
     from neurofit.rnn.select import check_threshold, select, with_value
 
     cfg = load_config(args.config, args.overrides)
-    values = [yaml_value(v) for v in args.values]
+    values = [load_yaml(v) for v in args.values]
     for value in values:  # a bad key or value is refused before anything is fitted
         with_value(cfg, args.key, value)
     check_options(args.inits, 1, args.holdout, args.window, args.holdout_trials)

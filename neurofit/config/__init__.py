@@ -7,10 +7,11 @@ complete and loads back identically."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from neurofit.config.files import deep_merge, load_data, save_yaml
+from neurofit.config.files import Given, deep_merge, load_data, save_yaml
 from neurofit.config.schema import (
     Component,
     CoreSpec,
@@ -57,10 +58,12 @@ def model_from_data(data: dict[str, Any], origin: str = "<model>") -> ModelConfi
     return convert(ModelConfig, data, origin, ("model",))
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Load a config file with its ``extends`` chain and ``KEY=VALUE`` overrides into an ExperimentConfig.
-    Raises ``ConfigError`` naming the file (or override), the key and the problem."""
-    data, sources, origin = load_data(path, overrides)
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None,
+                options: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """Load a config file with its ``extends`` chain, ``KEY=VALUE`` overrides and a command's own options
+    (``{"training.freeze": Given("core", "--freeze core")}``) into an ExperimentConfig. Raises
+    ``ConfigError`` naming the file (or override or option), the key and the problem."""
+    data, sources, origin = load_data(path, overrides, options)
     return experiment_from_data(data, origin, sources, name=Path(path).stem)
 
 
@@ -70,7 +73,7 @@ def save_config(cfg: ExperimentConfig, path: str | os.PathLike) -> None:
 
 
 __all__ = ["Component", "ConfigError", "Context", "CoreSpec", "DataConfig", "EnsembleSpec", "EvaluationConfig",
-           "ExperimentConfig",
+           "ExperimentConfig", "Given",
            "InteractionSpec", "ModelConfig", "ModulatorSpec", "ReadoutSpec", "RegularizationConfig", "RidgeSpec",
            "ShifterSpec", "TrainingConfig", "experiment_from_data", "load_config", "model_from_data",
            "save_config", "to_data"]

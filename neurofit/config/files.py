@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,22 @@ from neurofit.errors import ConfigError
 from neurofit.io import atomic_write_text
 
 Sources = dict[tuple[str, ...], str]
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: ``1e-4`` is a number (YAML 1.1, and so plain PyYAML, reads
+    it as a string because it has no dot)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    """``text`` parsed as YAML (safe types only, YAML 1.2 exponent floats); raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 def deep_merge(base: dict, update: dict, sources: Sources, source: str, path: tuple[str, ...] = ()) -> dict:
@@ -50,7 +68,7 @@ def read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except yaml.YAMLError as err:
         raise yaml_error(path, err) from None
     except (OSError, UnicodeDecodeError) as err:
@@ -84,7 +102,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {text}: expected KEY=VALUE, e.g. training.lr=0.003")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw)
+        value = load_yaml(raw)
     except yaml.YAMLError as err:
         raise ConfigError(f"--set {text}: the value is not valid YAML "
                           f"({getattr(err, 'problem', None) or err})") from None
@@ -94,12 +112,22 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return keys, value
 
 
+@dataclass(frozen=True)
+class Given:
+    """A config value set by a command's own option, with the option as the user wrote it (``--freeze
+    core``), which an error about the value names."""
+
+    value: Any
+    text: str
+
+
 def apply_overrides(data: dict, overrides: list[str] | Mapping[str, Any], sources: Sources) -> dict:
     """``data`` with each override set (sections created as needed): ``KEY=VALUE`` texts from ``--set``, or a
-    mapping ``{"section.key": value}`` from a command's own options."""
+    mapping ``{"section.key": value}`` from a command's own options (a ``Given`` value names its option)."""
     data = copy.deepcopy(data)
     items = [parse_override(t) + (f"--set {t}",) for t in overrides] if not isinstance(overrides, Mapping) else \
-        [(k.split("."), v, f"option {k}={v!r}") for k, v in overrides.items()]
+        [(k.split("."), v.value, v.text) if isinstance(v, Given) else (k.split("."), v, f"option {k}={v!r}")
+         for k, v in overrides.items()]
     for keys, value, text in items:
         node = data
         for depth, key in enumerate(keys[:-1]):
@@ -114,14 +142,16 @@ def apply_overrides(data: dict, overrides: list[str] | Mapping[str, Any], source
     return data
 
 
-def load_data(path: str | os.PathLike | None,
-              overrides: list[str] | Mapping[str, Any] | None = None) -> tuple[dict, Sources, str]:
-    """The merged mapping of a config file (or of nothing but overrides when ``path`` is None), where each
-    value came from, and the name to report the config by."""
+def load_data(path: str | os.PathLike | None, overrides: list[str] | Mapping[str, Any] | None = None,
+              options: Mapping[str, Any] | None = None) -> tuple[dict, Sources, str]:
+    """The merged mapping of a config file (or of nothing but overrides when ``path`` is None) with
+    ``overrides`` and then a command's ``options`` applied, where each value came from, and the name to
+    report the config by."""
     sources: Sources = {}
     origin = "<defaults>" if path is None else str(path)
     data = {} if path is None else resolve_file(Path(path).resolve(), sources)
-    return apply_overrides(data, overrides or [], sources), sources, origin
+    data = apply_overrides(data, overrides or [], sources)
+    return apply_overrides(data, options or {}, sources), sources, origin
 
 
 def save_yaml(data: dict, path: str | os.PathLike) -> None:

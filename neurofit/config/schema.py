@@ -309,6 +309,9 @@ class TrainingConfig:
         if self.tbptt_frames and self.gradient_clip_val:
             # Lightning applies Trainer-level clipping only under automatic optimisation.
             raise ConfigError("training.gradient_clip_val cannot be combined with training.tbptt_frames")
+        if self.freeze == "core" and self.init_from is None:
+            raise ConfigError("--freeze core (training.freeze): needs --init-from RUN (training.init_from), the "
+                              "run whose core to keep")
 
 
 @dataclass
@@ -332,6 +335,11 @@ class ExperimentConfig:
     model: ModelConfig | RidgeSpec | EnsembleSpec = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def __post_init__(self) -> None:
+        if self.training.init_from is not None and self.type != "encoder":
+            raise ConfigError(f"--init-from {self.training.init_from}: a {self.type} config has no core to "
+                              "start from")
 
     @property
     def eval_skip_frames(self) -> int:

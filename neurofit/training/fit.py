@@ -11,13 +11,11 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import get_args
 
 import lightning as L
 import numpy as np
 
-from neurofit.config import ExperimentConfig, experiment_from_data, load_config, save_config
-from neurofit.config.schema import FREEZE
+from neurofit.config import ExperimentConfig, Given, experiment_from_data, load_config, save_config
 from neurofit.data.datamodule import NeuralDataModule
 from neurofit.errors import ConfigError, DataError, TrainingError
 from neurofit.io import write_json
@@ -25,7 +23,6 @@ from neurofit.rundir import RunDir
 from neurofit.training.callbacks import AtomicCheckpointIO, save_init_checkpoint
 from neurofit.training.launch import Launch, resolve_launch
 from neurofit.training.log_history import logged_rows, restore_rows
-from neurofit.training.transfer import check_transfer_options
 
 log = logging.getLogger(__name__)
 #: The one config value a resumed run may change (``--max-epochs``).
@@ -77,7 +74,6 @@ def fit(data: str | os.PathLike, config: str | os.PathLike, out: str | os.PathLi
     last = run.file("checkpoints/last.ckpt")
     ckpt = last if resume and last.exists() else None
     cfg = _run_config(run, config, data, seed, resume, overrides, init_from, freeze)
-    check_transfer_options(cfg)
     if ckpt is not None and owner:  # a damaged checkpoint is reported before config.yaml is rewritten
         _check_matches(run, cfg, run.read_checkpoint("last"))
     if max_epochs is not None:
@@ -120,27 +116,25 @@ def _run_config(run: RunDir, config: str | os.PathLike, data: str | os.PathLike,
                 freeze: str | None) -> ExperimentConfig:
     """The config to train with: the run's saved one when resuming (command-line settings must agree with
     it), else ``config`` with ``overrides``, the seed, the data path and the transfer settings."""
-    if freeze is not None and freeze not in get_args(FREEZE):
-        raise ConfigError(f"--freeze {freeze}: unknown; choose {' or '.join(get_args(FREEZE))}")
+    options = {"training.seed": seed, "data.path": str(Path(data).resolve())}
+    if init_from is not None:  # the record names the run wherever the fit was started from
+        options["training.init_from"] = Given(str(Path(init_from).resolve()), f"--init-from {init_from}")
+    if freeze is not None:
+        options["training.freeze"] = Given(freeze, f"--freeze {freeze}")
     saved = run.file("config.yaml")
     resuming = resume and saved.exists()
-    if resuming and not overrides:
+    if resuming and not overrides and init_from is None and freeze is None:
         return load_config(saved)
-    fresh = load_config(config, overrides)
-    fresh.training.seed = seed
-    fresh.data.path = str(Path(data).resolve())
-    if init_from is not None:
-        fresh.training.init_from = str(init_from)
-    if freeze is not None:
-        fresh.training.freeze = freeze
-    if fresh.training.init_from is not None:  # the record names the run wherever the fit was started from
+    fresh = load_config(config, overrides, options)
+    if fresh.training.init_from is not None:  # a config file's relative path, too
         fresh.training.init_from = str(Path(fresh.training.init_from).resolve())
     if not resuming:
         return fresh
     cfg = load_config(saved)
+    given = [f"--set {t}" for t in overrides or []] + [o.text for o in options.values() if isinstance(o, Given)]
     if fresh.identity(RESUMABLE) != cfg.identity(RESUMABLE):
-        raise ConfigError(f"{saved}: --set {' '.join(overrides)} differs from the config of the run being "
-                          "resumed (a resumed run keeps its config; only --max-epochs may change)")
+        raise ConfigError(f"{saved}: {' '.join(given)} differs from the config of the run being resumed (a "
+                          "resumed run keeps its config; only --max-epochs may change)")
     return cfg
 
 
@@ -225,20 +219,20 @@ def _fit_encoder(module, cfg: ExperimentConfig, dm: NeuralDataModule, specs: lis
         plugins=plugins, log_every_n_steps=tcfg.log_every_n_steps,
         num_sanity_val_steps=0)
     if ckpt is None:  # a resumed run takes its positions from the checkpoint
-        from neurofit.training.readout_init import init_readout_features, init_readout_positions
+        from neurofit.training.readout_init import init_readouts
 
         mapped_at = time.time()
-        transferred = cfg.training.init_from is not None
-        strengths = init_readout_positions(module.encoder, dm.recordings, trained_core=transferred)
+        started = init_readouts(module.encoder, dm.recordings, trained_core=cfg.training.init_from is not None)
+        strengths = [v["strength"] for v in started.values() if "strength" in v]
+        penalties = [v["penalty"] for v in started.values() if "penalty" in v]
         if strengths and is_launcher_rank():
             log.info("readout positions start at RF centres mapped from the training data of %d recording(s) "
                      "in %.1f s (median response-energy correlation %.2f)", len(strengths),
-                     time.time() - mapped_at, np.median(list(strengths.values())))
-        penalties = init_readout_features(module.encoder, dm.recordings) if transferred else {}
+                     time.time() - mapped_at, np.median(strengths))
         if penalties and is_launcher_rank():
             log.info("readout feature weights start at the ridge regression on the transferred core's features "
                      "for %d recording(s) (median penalty %.2g x the mean feature-covariance eigenvalue)",
-                     len(penalties), np.median(list(penalties.values())))
+                     len(penalties), np.median(penalties))
         module.restart_average()
         if is_launcher_rank():
             save_init_checkpoint(module, out / "checkpoints" / "init.ckpt")

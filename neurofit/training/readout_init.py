@@ -48,11 +48,11 @@ def mapping_samples(arrays: RecordingArrays, max_samples: int, lag_frames: int) 
 
 
 @torch.no_grad()
-def core_maps(encoder: torch.nn.Module, recording: str, stimulus: np.ndarray,
-              batch_size: int = 256) -> Iterator[torch.Tensor]:
-    """The core's feature maps of static images ``stimulus`` (T, H, W) of ``recording``, one (T, H, W) map per
-    channel, bilinearly resampled from the core's grid to the screen's pixels. The core runs in eval mode on
-    the inputs the encoder gives it (z-scored with the recording's training statistics)."""
+def core_features(encoder: torch.nn.Module, recording: str, stimulus: np.ndarray,
+                  batch_size: int = 256) -> torch.Tensor:
+    """The core's feature maps (T, C, h, w) of static images ``stimulus`` (T, H, W) of ``recording``, on the
+    inputs the encoder gives it (z-scored with the recording's training statistics), the core in eval mode
+    (its mode is restored afterwards)."""
     core, was_training = encoder.core, encoder.core.training
     core.eval()
     parts = []
@@ -60,50 +60,70 @@ def core_maps(encoder: torch.nn.Module, recording: str, stimulus: np.ndarray,
         stim, _, _ = encoder._normalise(recording, torch.as_tensor(stimulus[start:start + batch_size]), None, None)
         parts.append(encoder.core_features(stim))
     core.train(was_training)
-    features = torch.cat(parts)  # (T, C, h, w)
+    return torch.cat(parts)
+
+
+def core_maps(features: torch.Tensor, size: tuple[int, int]) -> Iterator[torch.Tensor]:
+    """Core feature maps (T, C, h, w) as one (T, H, W) map per channel, bilinearly resampled from the core's
+    grid to the screen's ``size`` = (H, W) pixels."""
     for channel in range(features.shape[1]):
-        yield torch.nn.functional.interpolate(features[:, channel:channel + 1], size=stimulus.shape[1:],
-                                              mode="bilinear", align_corners=True)[:, 0]
-
-
-def init_readout_positions(encoder: torch.nn.Module, recordings: dict[str, RecordingArrays],
-                           max_samples: int = 5000, lag_frames: int = 4,
-                           trained_core: bool = False) -> dict[str, float]:
-    """Start every readout configured with ``position_init: rf_map`` at RF centres mapped from its training
-    data: by contrast energy (``estimate_rf_centres``), or, with a ``trained_core`` (one transferred from
-    another run) and static images, by the core's own feature maps (``core_maps``), which find RFs in far
-    fewer trials (on the default simulated data, 1,000 trials left energy-mapped centres 14 px from those of
-    4,000). Returns the median mapping strength per initialised recording."""
-    done = {}
-    for name, arrays in recordings.items():
-        readout = encoder.readouts[name]
-        if getattr(readout, "position_init", None) != "rf_map":
-            continue
-        stim, resp = mapping_samples(arrays, max_samples, lag_frames)
-        if trained_core and not encoder.specs[name].video:
-            rf = centres_from_maps(core_maps(encoder, name, stim), resp)
-        else:
-            rf = estimate_rf_centres(stim, resp)
-        readout.init_positions(torch.from_numpy(rf.centres_px), torch.from_numpy(rf.strength))
-        done[name] = float(np.median(rf.strength))
-    return done
+        yield torch.nn.functional.interpolate(features[:, channel:channel + 1], size=size, mode="bilinear",
+                                              align_corners=True)[:, 0]
 
 
 @torch.no_grad()
-def readout_features(encoder: torch.nn.Module, recording: str, stimulus: np.ndarray,
-                     batch_size: int = 256) -> torch.Tensor:
-    """The core's features (T, N, C) that each of ``recording``'s N readouts reads from static images
-    ``stimulus`` (T, H, W) at its mean position (no sampling jitter, no eye-position shift), the whole encoder
-    in eval mode (every module's mode is restored afterwards)."""
-    modes = {m: m.training for m in encoder.modules()}
-    encoder.eval()
-    parts = []
-    for start in range(0, len(stimulus), batch_size):
-        stim, _, _ = encoder._normalise(recording, torch.as_tensor(stimulus[start:start + batch_size]), None, None)
-        parts.append(encoder.readouts[recording](encoder.core_features(stim)).features)
+def readout_features(encoder: torch.nn.Module, recording: str, features: torch.Tensor) -> torch.Tensor:
+    """The features (T, N, C) that each of ``recording``'s N readouts reads from core feature maps
+    ``features`` (T, C, h, w) at its mean position (no sampling jitter, no eye-position shift), the readout
+    in eval mode (its mode is restored afterwards)."""
+    readout = encoder.readouts[recording]
+    modes = {m: m.training for m in readout.modules()}
+    readout.eval()
+    out = readout(features).features
     for module, mode in modes.items():
         module.training = mode
-    return torch.cat(parts)
+    return out
+
+
+@torch.no_grad()
+def init_readouts(encoder: torch.nn.Module, recordings: dict[str, RecordingArrays], trained_core: bool = False,
+                  max_samples: int = 5000, lag_frames: int = 4) -> dict[str, dict[str, float]]:
+    """Start every readout from its training data, each recording's mapping samples (``mapping_samples``)
+    read once and run through the core once:
+
+    - configured with ``position_init: rf_map``, positions at RF centres mapped by contrast energy
+      (``estimate_rf_centres``), or, with a ``trained_core`` (one transferred from another run) and static
+      images, by the core's own feature maps (``core_maps``), which find RFs in far fewer trials (on the
+      default simulated data, 1,000 trials left energy-mapped centres 14 px from those of 4,000);
+    - with a ``trained_core``, configured with ``feature_init: ridge`` (static images only), feature weights
+      and bias at the ridge regression (``ridge_weights``) of its training responses, in units of the training
+      std, on the features it reads at those positions (``readout_features``), shifted by the output's
+      ``LINEAR_OFFSET``: a frozen core's readouts then start near their optimum instead of at random weights.
+
+    Returns, per initialised recording, the median mapping ``strength`` and/or the median relative ridge
+    ``penalty``."""
+    done = {}
+    for name, arrays in recordings.items():
+        readout, video = encoder.readouts[name], encoder.specs[name].video
+        positions = getattr(readout, "position_init", None) == "rf_map"
+        weights = trained_core and not video and getattr(readout, "feature_init", None) == "ridge"
+        if not (positions or weights):
+            continue
+        stim, resp = mapping_samples(arrays, max_samples, lag_frames)
+        features = core_features(encoder, name, stim) if trained_core and not video else None
+        done[name] = {}
+        if positions:
+            rf = estimate_rf_centres(stim, resp) if features is None else \
+                centres_from_maps(core_maps(features, stim.shape[1:]), resp)
+            readout.init_positions(torch.from_numpy(rf.centres_px), torch.from_numpy(rf.strength))
+            done[name]["strength"] = float(np.median(rf.strength))
+        if weights:
+            target = torch.from_numpy(resp) / encoder.response_std(name).cpu()
+            w, intercept, penalty = ridge_weights(readout_features(encoder, name, features).cpu(), target)
+            readout.embedding.copy_(w)
+            readout.bias.copy_(intercept - LINEAR_OFFSET[encoder.output_name])
+            done[name]["penalty"] = float(penalty.median())
+    return done
 
 
 def ridge_weights(features: torch.Tensor, target: torch.Tensor,
@@ -127,26 +147,3 @@ def ridge_weights(features: torch.Tensor, target: torch.Tensor,
     weights = coef[best, torch.arange(len(best))]
     intercept = y_mean[:, 0] - (x_mean[:, 0] * weights).sum(-1)
     return weights.float(), intercept.float(), grid[best]
-
-
-@torch.no_grad()
-def init_readout_features(encoder: torch.nn.Module, recordings: dict[str, RecordingArrays],
-                          max_samples: int = 5000) -> dict[str, float]:
-    """Start the feature weights and bias of every readout configured with ``feature_init: ridge`` (static
-    images only) at the ridge regression (``ridge_weights``) of its training responses, in units of the
-    training std, on the features it reads at its current positions (``readout_features``; call after
-    ``init_readout_positions``), shifted by the output's ``LINEAR_OFFSET``. Meant for a transferred core,
-    whose features already describe the stimulus: a frozen core's readouts then start near their optimum
-    instead of at random weights. Returns the median relative penalty chosen per initialised recording."""
-    done = {}
-    for name, arrays in recordings.items():
-        readout = encoder.readouts[name]
-        if getattr(readout, "feature_init", None) != "ridge" or encoder.specs[name].video:
-            continue
-        stim, resp = mapping_samples(arrays, max_samples, 0)
-        target = torch.from_numpy(resp) / encoder.response_std(name).cpu()
-        weights, intercept, penalty = ridge_weights(readout_features(encoder, name, stim).cpu(), target)
-        readout.embedding.copy_(weights)
-        readout.bias.copy_(intercept - LINEAR_OFFSET[encoder.output_name])
-        done[name] = float(penalty.median())
-    return done

@@ -25,18 +25,6 @@ from neurofit.rundir import RunDir
 PER_RECORDING = ("shifters", "modulators")
 
 
-def check_transfer_options(cfg: ExperimentConfig) -> None:
-    """The transfer keys of ``training`` agree with each other and the model type (``ConfigError``)."""
-    tcfg = cfg.training
-    if tcfg.init_from is None:
-        if tcfg.freeze == "core":
-            raise ConfigError("--freeze core (training.freeze): needs --init-from RUN (training.init_from), the "
-                              "run whose core to keep")
-        return
-    if cfg.type != "encoder":
-        raise ConfigError(f"--init-from {tcfg.init_from}: a {cfg.type} config has no core to start from")
-
-
 @dataclass
 class Source:
     """What a new run takes from RUN's best checkpoint: the config and specs saved in it, the encoder state
