@@ -97,9 +97,9 @@ def test_attention_output_equals_naive_softmax_attention(inputs, options, batch)
 def test_blockwise_attention_map_equals_naive_map(inputs, options):
     layer = _attention(inputs, **options)
     naive = _naive_maps(layer, inputs)
-    per_head = layer.attention_map(inputs["drive"], inputs["features"], inputs["embedding"])
+    per_head = layer.attention_map(inputs["embedding"])
     torch.testing.assert_close(per_head, naive, atol=1e-6, rtol=1e-5)
-    averaged = layer.attention_map(inputs["drive"], inputs["features"], inputs["embedding"], heads=False)
+    averaged = layer.attention_map(inputs["embedding"], heads=False)
     torch.testing.assert_close(averaged, naive.mean(0), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(averaged.sum(-1), torch.ones(N))
 
@@ -125,12 +125,17 @@ def test_detached_values_keep_each_neurons_gradient_to_itself(inputs, detach):
 
 
 def test_attention_maps_are_a_property_of_the_population_not_the_stimulus(inputs):
-    layer = _attention(inputs)
-    a = layer.attention_map(inputs["drive"], inputs["features"], inputs["embedding"], heads=False)
-    other = torch.randn(inputs["features"].shape, generator=torch.Generator().manual_seed(5))
-    assert torch.equal(a, layer.attention_map(inputs["drive"], other, inputs["embedding"], heads=False))
-    shuffled = inputs["embedding"][torch.randperm(N, generator=torch.Generator().manual_seed(6))]
-    assert (a - layer.attention_map(inputs["drive"], other, shuffled, heads=False)).abs().max() > 1e-3
+    layer = _attention(inputs, gate=0.7)
+    emb = inputs["embedding"]
+    coupling = layer.drive_coupling(emb)  # from attention_map(embedding): no stimulus enters
+    for seed in (5, 6):  # the forward pass mixes any stimulus's drives with that same map
+        gen = torch.Generator().manual_seed(seed)
+        drive = torch.randn(inputs["drive"].shape, generator=gen)
+        feats = torch.randn(inputs["features"].shape, generator=gen)
+        linear = layer(drive, feats, emb) - layer(torch.zeros_like(drive), feats, emb) - drive
+        torch.testing.assert_close(linear, drive @ coupling.T, atol=1e-5, rtol=1e-4)
+    shuffled = emb[torch.randperm(N, generator=torch.Generator().manual_seed(6))]
+    assert (layer.attention_map(emb, heads=False) - layer.attention_map(shuffled, heads=False)).abs().max() > 1e-3
 
 
 def test_folded_locality_bias_is_a_gaussian_of_distance(inputs):
@@ -143,7 +148,7 @@ def test_folded_locality_bias_is_a_gaussian_of_distance(inputs):
         layer.locality_logit.copy_(torch.tensor([0.0, 1.0]))
     x = layer.scaled_positions
     logits = -layer.locality_alpha()[:, None, None] * torch.cdist(x, x).pow(2)
-    maps = layer.attention_map(inputs["drive"], inputs["features"], inputs["embedding"])
+    maps = layer.attention_map(inputs["embedding"])
     torch.testing.assert_close(maps, logits.softmax(-1), atol=1e-6, rtol=1e-4)
 
 

@@ -15,7 +15,6 @@ import torch
 import xarray as xr
 
 from neurofit.analysis.interaction_scores import signal_correlation
-from neurofit.data.datamodule import load_arrays, tier_trials
 from neurofit.data.store import open_truth
 from neurofit.errors import DataError
 from neurofit.evaluation import predict_tier
@@ -53,10 +52,9 @@ class InteractionMaps:
 
 @torch.no_grad()
 def extract_maps(run: Run, data: str | os.PathLike, recording: str, tier: str = "test",
-                 max_trials: int = 256, batch_size: int = 32, signal: bool = True) -> InteractionMaps:
-    """Average attention maps over up to ``max_trials`` trials of ``tier`` (raw inputs through the run's
-    normalisation and core), read the learned pools and context maps and, with ``signal``, the signal
-    correlation of the run's stimulus-only predictions of ``tier``.
+                 signal: bool = True) -> InteractionMaps:
+    """Read the learned attention maps (the same for every trial), pools and context maps of ``recording``
+    and, with ``signal``, the signal correlation of the run's stimulus-only predictions of ``tier``.
 
     Raises DataError when the run has no interaction layer to map for ``recording`` or its neurons have no
     cortical coordinates (all at one position), before anything is computed."""
@@ -81,7 +79,7 @@ def extract_maps(run: Run, data: str | os.PathLike, recording: str, tier: str = 
     if attention_layer is not None:
         signed = attention_layer.drive_coupling(embedding)
         coupling = None if signed is None else signed.numpy()
-        per_head = _average_attention(encoder, attention_layer, data, recording, tier, max_trials, batch_size)
+        per_head = attention_layer.attention_map(embedding).numpy()
     pools = None if norm_layer is None else norm_layer.pool_matrix(embedding).numpy()
     truth = open_truth(data, recording)
     unit_id = np.asarray(spec.unit_id)
@@ -101,28 +99,6 @@ def extract_maps(run: Run, data: str | os.PathLike, recording: str, tier: str = 
         signal_correlation=_signal_correlation(run, data, recording, tier) if signal else None,
         planted=planted,
     )
-
-
-def _average_attention(encoder: torch.nn.Module, layer: NeuronAttention, data: str | os.PathLike, recording: str,
-                       tier: str, max_trials: int, batch_size: int) -> np.ndarray:
-    """Attention per head (H, N, N) averaged over up to ``max_trials`` trials of ``tier``."""
-    embedding = encoder.readouts[recording].embedding
-    arrays = load_arrays(data, recording, in_memory=False)
-    trials = tier_trials(arrays, tier)[:max_trials]
-    if not len(trials):
-        raise DataError(f"{data}: recording {recording!r} has no {tier!r} trials to average attention over")
-    total, count = None, 0
-    for start in range(0, len(trials), batch_size):
-        batch = arrays.read(trials[start:start + batch_size])
-        tensors = {k: torch.as_tensor(v) for k, v in batch.items()
-                   if k in ("stimulus", "behavior", "pupil_center")}
-        out, _ = encoder.readout(recording, tensors["stimulus"], tensors.get("behavior"),
-                                 tensors.get("pupil_center"))
-        maps = layer.attention_map(out.drive, out.features, embedding, heads=True)
-        n = len(trials[start:start + batch_size])
-        total = maps * n if total is None else total + maps * n
-        count += n
-    return (total / count).numpy()
 
 
 def _signal_correlation(run: Run, data: str | os.PathLike, recording: str, tier: str) -> np.ndarray:
@@ -170,8 +146,8 @@ def untrained_run(run: Run) -> Run:
 
 
 def map_run(path: str | os.PathLike, *, data: str | os.PathLike | None = None,
-            recordings: list[str] | None = None, tier: str = "test", max_trials: int = 256,
-            n_permutations: int = 1000, untrained: bool = True) -> dict[str, dict]:
+            recordings: list[str] | None = None, tier: str = "test", n_permutations: int = 1000,
+            untrained: bool = True) -> dict[str, dict]:
     """``neurofit attention RUN``: extract the maps of ``recordings`` (default all) of the run at ``path``
     from ``data`` (default the run's store), with the untrained model's maps unless ``untrained`` is False,
     and write ``RUN/attention/`` (``write_interaction_outputs``). Returns {recording: its JSON entry}.
@@ -186,9 +162,9 @@ def map_run(path: str | os.PathLike, *, data: str | os.PathLike | None = None,
     unknown = [n for n in names if n not in run.specs]
     if unknown:
         raise DataError(f"{path}: no recording(s) {unknown} (has {list(run.specs)})")
-    maps = {name: extract_maps(run, store, name, tier, max_trials) for name in names}
+    maps = {name: extract_maps(run, store, name, tier) for name in names}
     before = untrained_run(run) if untrained else None
-    starts = {name: None if before is None else extract_maps(before, store, name, tier, max_trials, signal=False)
+    starts = {name: None if before is None else extract_maps(before, store, name, tier, signal=False)
               for name in names}
     entries = {}
     for name in names:

@@ -13,8 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("run", help="run directory of a model with interaction layers")
     parser.add_argument("--recording", default=None, help="one recording (default: all)")
     parser.add_argument("--data", default=None, help="store (default: the one the run was fit on)")
-    parser.add_argument("--tier", default="test", help="trials to average the maps over")
-    parser.add_argument("--max-trials", type=int, default=256)
+    parser.add_argument("--tier", default="test",
+                        help="trials whose predictions give the signal-correlation baseline")
     parser.add_argument("--permutations", type=int, default=1000, help="permutations for the p-values")
     parser.add_argument("--no-untrained", dest="untrained", action="store_false",
                         help="skip the reference maps of the model before training (reported as 'untrained')")
@@ -28,7 +28,7 @@ def _attention(args: argparse.Namespace) -> int:
     from neurofit.analysis.interaction_maps import map_run
 
     entries = map_run(args.run, data=args.data, recordings=[args.recording] if args.recording else None,
-                      tier=args.tier, max_trials=args.max_trials, n_permutations=args.permutations,
+                      tier=args.tier, n_permutations=args.permutations,
                       untrained=args.untrained)
     for name, entry in entries.items():
         summaries = {MAP_KINDS[kind][1]: summary for kind, summary in map_summaries(entry).items()}

@@ -239,7 +239,7 @@ class NeuronAttention(Interaction):
         column j). None when ``values`` does not read the drive. embedding (N, D)."""
         if not self.use_drive:
             return None
-        maps = self.attention_map(None, None, embedding)  # (H, N, N)
+        maps = self.attention_map(embedding)  # (H, N, N)
         return self.gate.reshape(-1, 1) * torch.einsum("h,hij->ij", self.value.weight[:, -1], maps)
 
     def _map_blocks(self) -> Iterator[torch.Tensor]:
@@ -251,12 +251,11 @@ class NeuronAttention(Interaction):
             yield queries[start:start + rows]
 
     @torch.no_grad()
-    def attention_map(self, drive: torch.Tensor | None, features: torch.Tensor | None, embedding: torch.Tensor,
-                      heads: bool = True) -> torch.Tensor:
-        """Attention weights (H, N, N) per head, or (N, N) averaged over heads. Row i holds how much neuron i
-        attends to each neuron j (rows sum to 1; zero outside the window in windowed mode). The weights do
-        not depend on the trial; ``drive`` and ``features`` are accepted so callers pass the same triple as
-        ``forward``. Computed in query blocks, for analysis; the map itself is N x N.
+    def attention_map(self, embedding: torch.Tensor, heads: bool = True) -> torch.Tensor:
+        """Attention weights (H, N, N) per head, or (N, N) averaged over heads, from the embedding (N, D). Row i
+        holds how much neuron i attends to each neuron j (rows sum to 1; zero outside the window in windowed
+        mode). Queries and keys come from the embedding and positions only, so the weights are the same for
+        every trial. Computed in query blocks, for analysis; the map itself is N x N.
         """
         q, k = self._queries_keys(embedding)
         n = self.n_neurons
