@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from neurofit.context_metrics import DESCRIPTION as CONTEXT_DESCRIPTION
-from neurofit.context_metrics import context_summary, mean_context
+from neurofit.context_metrics import KEYS as CONTEXT_KEYS
+from neurofit.context_metrics import context_summary
 from neurofit.data.datamodule import RecordingArrays, load_arrays, tier_trials
 from neurofit.data.recording import first_unfinite_recorded
 from neurofit.data.store import list_recordings, open_recording, open_truth
@@ -102,11 +103,12 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, 
         scores[name] = score(p.pred, p.resp, p.group, p.truth)
     summaries = {n: s.summary() for n, s in scores.items()}
     metrics = {"tier": tier, "recordings": summaries, "mean": mean_over_recordings(summaries)}
-    with_context = {n: context_summary(p.pred, p.pred_context, p.resp, scores[n].oracle_correlation)
+    with_context = {n: context_summary(scores[n].single_trial_correlation, p.pred_context, p.resp,
+                                       scores[n].oracle_correlation)
                     for n, p in predictions.items() if p.pred_context is not None}
     if with_context:  # labelled apart: these predictions read recorded responses (neurofit/context_metrics.py)
         metrics["with_population_context"] = {"description": CONTEXT_DESCRIPTION, "recordings": with_context,
-                                              "mean": mean_context(with_context)}
+                                              "mean": mean_over_recordings(with_context, CONTEXT_KEYS)}
     run_dir = Path(run_dir)
     write_json(run_dir / "metrics.json", metrics)
     _write_neurons_csv(run_dir / "neurons.csv", run, scores)

@@ -137,17 +137,29 @@ class NeuronScores:
             ceiling = float(np.mean(self.single_trial_correlation) / np.mean(self.ceiling_correlation))
         return {
             "n_neurons": int(self.single_trial_correlation.size),
-            "single_trial_correlation": _mean(self.single_trial_correlation),
-            "correlation_to_average": _mean(self.correlation_to_average),
-            "feve": _mean(self.feve[explainable]) if explainable.any() else None,
-            "oracle_correlation": _mean(self.oracle_correlation),
+            "single_trial_correlation": finite_mean(self.single_trial_correlation),
+            "correlation_to_average": finite_mean(self.correlation_to_average),
+            "feve": finite_mean(self.feve[explainable]) if explainable.any() else None,
+            "oracle_correlation": finite_mean(self.oracle_correlation),
             "fraction_of_ceiling": ceiling,
         }
 
 
-def _mean(x: np.ndarray) -> float | None:
+def finite_mean(x: np.ndarray) -> float | None:
+    """Mean of the finite entries of ``x`` (NaN marks a neuron without a value), None when there are none."""
     x = np.asarray(x, dtype=np.float64)
-    return float(np.nanmean(x)) if np.isfinite(x).any() else None
+    finite = x[np.isfinite(x)]
+    return float(finite.mean()) if len(finite) else None
+
+
+def quantile_bins(values: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-count bins of ``values`` (N,) (NaN: unknown): the n_bins + 1 quantile edges (all NaN when no
+    value is finite) and each entry's bin index (N,) in 0..n_bins-1 (meaningless where the value is NaN)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    edges = (np.quantile(values[finite], np.linspace(0, 1, n_bins + 1)) if finite.any()
+             else np.full(n_bins + 1, np.nan))
+    return edges, np.clip(np.searchsorted(edges, values, side="right") - 1, 0, n_bins - 1)
 
 
 def score(pred: np.ndarray, resp: np.ndarray, group: np.ndarray, truth: np.ndarray | None = None) -> NeuronScores:
@@ -167,10 +179,12 @@ METRIC_NAMES = ("single_trial_correlation", "correlation_to_average", "feve", "o
                 "fraction_of_ceiling")
 
 
-def mean_over_recordings(summaries: dict[str, dict]) -> dict[str, float | None]:
-    """Unweighted mean of each recording-level metric across recordings (None where no recording has it)."""
+def mean_over_recordings(summaries: dict[str, dict],
+                         keys: tuple[str, ...] = METRIC_NAMES) -> dict[str, float | None]:
+    """Unweighted mean of each recording-level metric in ``keys`` across recordings (None where no recording
+    has it)."""
     out: dict[str, float | None] = {}
-    for key in METRIC_NAMES:
+    for key in keys:
         values = [s[key] for s in summaries.values() if s.get(key) is not None]
         out[key] = float(np.mean(values)) if values else None
     return out

@@ -10,6 +10,8 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
+from neurofit.metrics import quantile_bins
+
 #: Reliability bins (equal numbers of neurons) and bootstrap resamples per bin.
 N_BINS = 5
 N_BOOT = 1000
@@ -32,9 +34,7 @@ def gain_by_reliability(neuron_r: xr.DataArray, oracle: np.ndarray, n_bins: int 
     pairs = list(itertools.combinations(archs, 2))
     oracle = np.asarray(oracle, dtype=np.float64)
     finite = np.isfinite(oracle)
-    edges = (np.quantile(oracle[finite], np.linspace(0, 1, n_bins + 1)) if finite.any()
-             else np.full(n_bins + 1, np.nan))
-    which = np.clip(np.searchsorted(edges, oracle, side="right") - 1, 0, n_bins - 1)
+    edges, which = quantile_bins(oracle, n_bins)
     rng = np.random.default_rng(seed)
     shape = (len(pairs), n_bins)
     mean, low, high, count = (np.full(shape, np.nan) for _ in range(4))
