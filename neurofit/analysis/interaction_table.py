@@ -130,6 +130,11 @@ def _verdict(n_beyond: int, n_scored: int) -> str:
     return "no" if n_beyond == 0 else f"{n_beyond}/{n_scored} yes"
 
 
+def has_interaction_maps(ds: xr.Dataset) -> bool:
+    """Whether any (architecture, recording, map) cell of a comparison has scored maps."""
+    return "interaction_map" in ds.dims and bool(ds["interaction_n_scored"].sum() > 0)
+
+
 def interaction_records(ds: xr.Dataset) -> list[dict]:
     """One JSON-friendly row per (architecture, recording, map) with scored maps (architectures without
     interaction layers have none): the ``interaction_table`` variables without their prefix (None for NaN),

@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from neurofit.analysis.compare import OVERALL, TABLE_METRICS
-from neurofit.analysis.interaction_table import BASELINES, VARIABLES, interaction_records
+from neurofit.analysis.interaction_table import BASELINES, VARIABLES, has_interaction_maps, interaction_records
 from neurofit.io import atomic_path, atomic_write_text
 
 SHORT = {"single_trial_correlation": "single-trial r", "correlation_to_average": "r to average",
@@ -129,7 +129,7 @@ def tables(ds: xr.Dataset) -> list[Table]:
     out = [overall_table(ds), recording_table(ds)]
     if ds.sizes.get("pair", 0):
         out += [tests_table(ds), reliability_table(ds)]
-    if interaction_records(ds):
+    if has_interaction_maps(ds):
         out.append(interactions_table(ds))
     return out
 
@@ -293,7 +293,7 @@ def write_report(ds: xr.Dataset, out: str | os.PathLike) -> dict[str, Path]:
     paths["table.csv"] = write_csv(ds, out / "table.csv")
     if ds.sizes.get("pair", 0):
         paths["tests.csv"] = write_tests_csv(ds, out / "tests.csv")
-    if interaction_records(ds):
+    if has_interaction_maps(ds):
         paths["interactions.csv"] = write_interactions_csv(ds, out / "interactions.csv")
     paths["comparison.png"] = comparison_figure(ds, out / "comparison.png")
     reliability_png = None
