@@ -7,6 +7,23 @@ import numpy as np
 from scipy.signal import lfilter
 
 
+def _unit_mean_fluctuation(rng: np.random.Generator, shape: tuple[int, ...], cv: float, dt_s: float | None,
+                           tau_s: float, axis: int) -> np.ndarray:
+    """Positive fluctuations of the given shape with mean 1 and coefficient of variation ``cv`` > 0: independent
+    gamma draws when ``dt_s`` is None, else log-normal with an AR(1) log along ``axis`` (time constant
+    ``tau_s`` at spacing ``dt_s`` seconds, stationary from the first sample). float64."""
+    if dt_s is None:
+        k = 1.0 / cv**2
+        return rng.gamma(k, 1.0 / k, shape)
+    sd = np.sqrt(np.log1p(cv**2))
+    a = np.exp(-dt_s / tau_s)
+    e = rng.standard_normal(shape)
+    if shape[axis]:
+        e[(slice(None),) * axis + (0,)] /= np.sqrt(1 - a**2)
+    log_x = sd * lfilter([np.sqrt(1 - a**2)], [1, -a], e, axis=axis)
+    return np.exp(log_x - 0.5 * sd**2)
+
+
 def shared_gain(rng: np.random.Generator, samples: int, cv: float, dt_s: float | None = None,
                 tau_s: float = 1.0) -> np.ndarray:
     """Unobserved multiplicative gain with mean 1 and coefficient of variation ``cv``.
@@ -17,16 +34,7 @@ def shared_gain(rng: np.random.Generator, samples: int, cv: float, dt_s: float |
     """
     if cv == 0:
         return np.ones(samples)
-    if dt_s is None:
-        shape = 1.0 / cv**2
-        return rng.gamma(shape, 1.0 / shape, samples)
-    sd = np.sqrt(np.log1p(cv**2))
-    a = np.exp(-dt_s / tau_s)
-    e = rng.standard_normal(samples)
-    if samples:
-        e[0] /= np.sqrt(1 - a**2)
-    log_gain = sd * lfilter([np.sqrt(1 - a**2)], [1, -a], e)
-    return np.exp(log_gain - 0.5 * sd**2)
+    return _unit_mean_fluctuation(rng, (samples,), cv, dt_s, tau_s, 0)
 
 
 def calcium_events(rng: np.random.Generator, mean: np.ndarray, event_amplitude: np.ndarray,
@@ -58,12 +66,4 @@ def private_fluctuations(rng: np.random.Generator, lead: tuple[int, ...], neuron
     shape = (*lead, neurons)
     if cv == 0:
         return np.ones(shape, dtype=np.float32)
-    if dt_s is None:
-        k = 1.0 / cv**2
-        return rng.gamma(k, 1.0 / k, shape).astype(np.float32)
-    sd = np.sqrt(np.log1p(cv**2))
-    a = np.exp(-dt_s / tau_s)
-    e = rng.standard_normal(shape)
-    e[:, 0] /= np.sqrt(1 - a**2)
-    log_x = sd * lfilter([np.sqrt(1 - a**2)], [1, -a], e, axis=1)
-    return np.exp(log_x - 0.5 * sd**2).astype(np.float32)
+    return _unit_mean_fluctuation(rng, shape, cv, dt_s, tau_s, 1).astype(np.float32)
