@@ -33,7 +33,7 @@ import torch
 import xarray as xr
 from scipy import stats
 
-from neurofit.analysis.interaction_scores import descriptive_scores, interaction_scores
+from neurofit.analysis.interaction_scores import average_ranks, descriptive_scores, interaction_scores
 from neurofit.data.store import write_zarr
 from neurofit.io import save_figure, write_json
 from neurofit.models.interactions.attention import spatial_order
@@ -143,20 +143,6 @@ def _sample_pairs(n: int, max_pairs: int, rng: np.random.Generator) -> tuple[np.
     i = rng.integers(0, n, max_pairs)
     j = (i + rng.integers(1, n, max_pairs)) % n  # uniform over j != i
     return i, j
-
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of a 1-D array with ties given their average rank, as ``scipy.stats.rankdata``; about 4x
-    faster, which matters because the permutation tests rank 50,000 pairs a thousand times."""
-    values = np.asarray(values)
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    first = np.concatenate([[True], ordered[1:] != ordered[:-1]])
-    starts = np.flatnonzero(first)
-    sizes = np.diff(np.append(starts, len(values)))
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.repeat(starts + (sizes + 1) / 2, sizes)
-    return ranks
 
 
 def _permutation_spearman(weights: np.ndarray, pair_values: Callable[[np.ndarray, np.ndarray], np.ndarray],

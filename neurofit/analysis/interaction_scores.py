@@ -62,12 +62,26 @@ def coupled_pairs(reference: np.ndarray) -> tuple[np.ndarray, str]:
                                     "(dense truth)")
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of a 1-D array with ties given their average rank, as ``scipy.stats.rankdata``; about 4x
+    faster, which matters because the permutation tests rank 50,000 pairs a thousand times."""
+    values = np.asarray(values)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    first = np.concatenate([[True], ordered[1:] != ordered[:-1]])
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, len(values)))
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.repeat(starts + (sizes + 1) / 2, sizes)
+    return ranks
+
+
 def auc(values: np.ndarray, positive: np.ndarray) -> float | None:
     """Mann-Whitney AUC of ``values`` for the ``positive`` pairs against the rest (ties count half)."""
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
     if not n_pos or not n_neg:
         return None
-    ranks = stats.rankdata(values)
+    ranks = average_ranks(values)
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
@@ -88,11 +102,11 @@ def _bin_index(values: np.ndarray, n_bins: int) -> np.ndarray:
     return np.searchsorted(edges, values, side="right")
 
 
-def _control_columns(values: np.ndarray, n_bins: int) -> np.ndarray:
+def control_columns(values: np.ndarray, n_bins: int) -> np.ndarray:
     """A piecewise-linear function of a covariate's rank: per quantile bin an indicator and a slope, (pairs,) ->
     (pairs, 2 bins - 1) (bin 0's indicator is the intercept's). In ranks, so that any monotone function of
     the covariate is removed exactly, and in many bins, so that a non-monotone one is removed closely."""
-    rank = stats.rankdata(values) / len(values)
+    rank = average_ranks(values) / len(values)
     index = _bin_index(rank, n_bins)
     onehot = index[:, None] == np.arange(index.max() + 1)[None, :]
     return np.concatenate([onehot[:, 1:], onehot * rank[:, None]], axis=1).astype(np.float64)
@@ -105,16 +119,16 @@ def _residual(y: np.ndarray, design: np.ndarray) -> np.ndarray:
     return y - design @ coef
 
 
-def partial_correlation(weights: np.ndarray, reference: np.ndarray, controls: dict[str, np.ndarray],
+def partial_correlation(map_ranks: np.ndarray, ref_ranks: np.ndarray, controls: dict[str, np.ndarray],
                         i: np.ndarray, j: np.ndarray, n_neurons: int, n_permutations: int,
                         rng: np.random.Generator) -> dict:
     """Partial Spearman correlation of a map with the reference over pairs (i, j) of ``n_neurons`` neurons,
-    controlling for indicator bins of each control (name -> values over the pairs); permutation p-value
-    (one-sided, > 0) from relabelling the neurons of the map's residuals."""
-    columns = [_control_columns(v, CONTROL_BINS.get(k, 10)) for k, v in controls.items()]
-    design = np.concatenate([np.ones((len(i), 1)), *columns], axis=1)
-    res_map = _residual(stats.rankdata(weights[i, j]), design)
-    res_ref = _residual(stats.rankdata(reference[i, j]), design)
+    from their ranks over those pairs (``average_ranks``), controlling for each control (name -> its
+    ``control_columns`` over the pairs); permutation p-value (one-sided, > 0) from relabelling the neurons of
+    the map's residuals."""
+    design = np.concatenate([np.ones((len(i), 1)), *controls.values()], axis=1)
+    res_map = _residual(map_ranks, design)
+    res_ref = _residual(ref_ranks, design)
     scale = np.sqrt((res_map**2).sum() * (res_ref**2).sum())
     if scale == 0:
         return {"rho": None, "p_value": None, "n_permutations": n_permutations, "controls": list(controls)}
@@ -166,15 +180,18 @@ def interaction_scores(weights: np.ndarray, truth: np.ndarray, positions_um: np.
     positive, definition = coupled_pairs(ref_pairs)
     distance = np.linalg.norm(pos[i] - pos[j], axis=1)
     maps = {"map": w[i, j], "distance_only": -distance, "distance_profile": _distance_profile(ref_pairs, distance)}
-    controls = {"distance": distance}
+    controls = {"distance": control_columns(distance, CONTROL_BINS["distance"])}
     if signal_corr is not None:
         maps["signal_correlation"] = np.asarray(signal_corr, dtype=np.float64)[sub][i, j]
-        controls["signal_correlation"] = maps["signal_correlation"]
+        controls["signal_correlation"] = control_columns(maps["signal_correlation"],
+                                                         CONTROL_BINS["signal_correlation"])
     if untrained is not None:
         maps["untrained"] = np.asarray(untrained, dtype=np.float64)[sub][i, j]
     scores = {name: _score(values, ref_pairs, positive) for name, values in maps.items()}
-    partial = partial_correlation(w, ref, controls, i, j, m, n_permutations, rng)
-    partial_distance = partial_correlation(w, ref, {"distance": distance}, i, j, m, n_permutations, rng)
+    map_ranks, ref_ranks = average_ranks(w[i, j]), average_ranks(ref_pairs)
+    partial = partial_correlation(map_ranks, ref_ranks, controls, i, j, m, n_permutations, rng)
+    partial_distance = partial_correlation(map_ranks, ref_ranks, {"distance": controls["distance"]}, i, j, m,
+                                           n_permutations, rng)
     entry = {"reference": f"{truth_name} (signed)" if signed else f"|{truth_name}|",
              "coupled_pairs": {"definition": definition, "n": int(positive.sum()),
                                "fraction": float(positive.mean())},
