@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +117,11 @@ def load_run(path: str | os.PathLike, checkpoint: str = "best") -> Run:
                         f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
     module.eval()
     return Run(path, config, specs, module.evaluated_encoder, None)
+
+
+def untrained_run(run: Run) -> Run:
+    """The run's model as training started (``checkpoints/init.ckpt``, written by ``neurofit fit`` after the
+    readout positions were mapped), in eval mode: the reference against which analyses judge training (what
+    the architecture and the data-driven start alone give: attention's distance bias, readouts at the mapped
+    RF centres)."""
+    return replace(run, encoder=load_run(run.path, "init").encoder)

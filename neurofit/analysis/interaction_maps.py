@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from neurofit.metrics import group_means
 from neurofit.models.interactions.attention import NeuronAttention
 from neurofit.models.interactions.context import ContextAttention
 from neurofit.models.interactions.normalization import DivisiveNormalization
-from neurofit.run import Run, load_run
+from neurofit.run import Run, load_run, untrained_run
 
 
 @dataclass
@@ -135,14 +135,6 @@ def truth_matrix(truth: xr.Dataset | None, key: str, unit_id: np.ndarray,
         raise DataError(f"{where}: truth {key!r} lacks unit_id(s) {missing[:5]} of the fitted model")
     index = np.array([position[u] for u in unit_id.tolist()])
     return matrix[np.ix_(index, index)]
-
-
-def untrained_run(run: Run) -> Run:
-    """The run's model as training started (``checkpoints/init.ckpt``, written by ``neurofit fit`` after the
-    readout positions were mapped), in eval mode. Its maps show what the architecture alone assumes
-    (attention's distance bias and the distance pools prefer near neighbours from the start), the reference
-    against which training is judged."""
-    return replace(run, encoder=load_run(run.path, "init").encoder)
 
 
 def map_run(path: str | os.PathLike, *, data: str | os.PathLike | None = None,

@@ -82,7 +82,7 @@ def _insilico(args: argparse.Namespace) -> int:
     from neurofit.analysis.insilico.settings import MEISettings, ProbeSettings, Settings, TuningSettings
     from neurofit.errors import DataError
     from neurofit.io import check_output_location
-    from neurofit.run import load_run
+    from neurofit.run import load_run, untrained_run
 
     _check(args)
     run = load_run(args.run, args.checkpoint)
@@ -100,7 +100,7 @@ def _insilico(args: argparse.Namespace) -> int:
         init = run.path / "checkpoints" / "init.ckpt"
         if not init.is_file():
             raise DataError(f"{init}: missing (the untrained reference); pass --no-untrained to skip it")
-        models["untrained"] = load_run(args.run, "init")
+        models["untrained"] = untrained_run(run)
     settings = Settings(
         probe=ProbeSettings(phases=args.phases, batch_size=args.batch_size,
                             temporal_frequencies=tuple(args.temporal_frequencies)),
