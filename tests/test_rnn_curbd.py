@@ -3,6 +3,7 @@ port of the reference's ``trainMultiRegionRNN`` (``scripts/curbd_reference.py``)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -190,7 +191,8 @@ def test_necessity_refit_holds_the_masked_block_at_zero(tmp_path):
     train, test = split_holdout(data, 0.2, cfg.model.tau, window=30)
     assert (train.n_samples, test.n_samples) == (281, 70) and test.reset_points == (30, 60)
     base = fit(train, cfg).model
-    masked = refit(base, train, cfg, seed=3, block=("B", "A"))
+    masked = refit(base, train, dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, seed=3)),
+                   block=("B", "A"))
     b, a = (torch.as_tensor(data.regions == r) for r in "BA")
     assert bool((masked.J.detach()[b][:, a] == 0).all()) and float(masked.J.detach()[a][:, b].abs().sum()) > 0
     assert float((masked.J.detach() - base.J.detach())[a][:, a].abs().max()) > 0  # it learned
@@ -265,7 +267,7 @@ def test_necessity_of_the_curbd_preset(tmp_path, amplitude, required):
     measured on units that include all five of its linked ones (7.5 minutes each on one thread)."""
     sim = simulate_curbd(0, n_units=300, amp_inter_region=amplitude)
     data = load_rnn_data(write_npz(sim, tmp_path / "curbd.npz"), "max")
-    result = necessity(data, load_config(None, {"model.use_inputs": False}), window=10)
+    result = necessity(data, load_config(None, {"model.use_inputs": False}))
     assert {key for key, block in result["blocks"].items() if block["verdict"] == "required"} == required
     if required:
         linked = np.flatnonzero((sim.regions == "B") & (sim.J[:, sim.regions == "A"] != 0).any(axis=1))

@@ -41,17 +41,21 @@ def windows(fd: FitData, length: int) -> tuple[torch.Tensor, torch.Tensor, torch
 
 
 @torch.no_grad()
-def shrink_blocks_(model: DataConstrainedRNN, amount: float) -> None:
+def inter_region_blocks(model: DataConstrainedRNN) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(target rows (N_a, 1), source columns (N_b,)) of J for every directed pair of regions a != b."""
+    units = [torch.nonzero(model.region_index == a).flatten() for a in range(len(model.spec["region_names"]))]
+    return [(rows[:, None], cols) for a, rows in enumerate(units) for b, cols in enumerate(units) if a != b]
+
+
+def shrink_blocks_(model: DataConstrainedRNN, amount: float,
+                   blocks: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
     """Proximal map of amount * sum_{a != b} ||J_ab||_F in place: every inter-region block of J scaled by
-    max(0, 1 - amount / ||J_ab||_F)."""
-    J, groups = model.weight.data[:, : model.n_units], model.region_index
-    for a in range(len(model.spec["region_names"])):
-        rows = torch.nonzero(groups == a).flatten()
-        for b in range(len(model.spec["region_names"])):
-            if a != b:
-                cols = torch.nonzero(groups == b).flatten()
-                block = J[rows[:, None], cols]
-                J[rows[:, None], cols] = block * (1 - amount / block.norm().clamp(min=amount)).clamp(min=0)
+    max(0, 1 - amount / ||J_ab||_F). ``blocks``: ``inter_region_blocks(model)``, computed once by a caller
+    that shrinks every step."""
+    J = model.weight.data[:, : model.n_units]
+    for rows, cols in blocks if blocks is not None else inter_region_blocks(model):
+        block = J[rows, cols]
+        J[rows, cols] = block * (1 - amount / block.norm().clamp(min=amount)).clamp(min=0)
 
 
 def fit_bptt(model: DataConstrainedRNN, fd: FitData, cfg: BPTTConfig,
@@ -75,10 +79,11 @@ def fit_bptt(model: DataConstrainedRNN, fd: FitData, cfg: BPTTConfig,
     gen = torch.Generator().manual_seed(model.cfg.seed)
     start = time.perf_counter()
     rates = fd.rates  # replaced by the last epoch's free run
+    blocks = inter_region_blocks(model) if cfg.group_penalty else None
     step = 0
     for epoch in range(cfg.epochs):
         order = torch.randperm(n_windows, generator=gen).to(fd.h.device)
-        total = 0.0
+        total = torch.zeros((), device=fd.h.device, dtype=torch.float64)  # summed on the device: no sync per step
         for batch in order.split(cfg.batch_size):
             noise = model.make_noise(len(batch), length, model.cfg.seed + step, fd.h.device, fd.h.dtype)
             pred = model.simulate(h0[batch], None if exog is None else exog[batch], length, noise=noise)
@@ -87,15 +92,16 @@ def fit_bptt(model: DataConstrainedRNN, fd: FitData, cfg: BPTTConfig,
             loss.backward()
             opt.step()
             if cfg.group_penalty:
-                shrink_blocks_(model, cfg.lr * cfg.group_penalty)
+                shrink_blocks_(model, cfg.lr * cfg.group_penalty, blocks)
             model.project_()
-            total += float(loss.detach()) * len(batch)
+            total += loss.detach() * len(batch)
             step += 1
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             rates, run_pvar, chi2 = free_run(model, fd, noise_seed=model.cfg.seed)
-            history.add(epoch + 1, run_pvar, chi2, time.perf_counter() - start, total / n_windows)
+            mean_loss = float(total) / n_windows
+            history.add(epoch + 1, run_pvar, chi2, time.perf_counter() - start, mean_loss)
             if log is not None:
-                log(f"epoch {epoch + 1}: loss {total / n_windows:.4g} pVar {run_pvar:.4f}")
+                log(f"epoch {epoch + 1}: loss {mean_loss:.4g} pVar {run_pvar:.4f}")
     if hook is not None:
         hook.remove()
     return history, rates

@@ -90,25 +90,24 @@ def split_holdout(data: RNNData, holdout: float, tau: float, window: int = 0,
     return train, test
 
 
-def held_out_pvar(model: DataConstrainedRNN, test: RNNData, cfg: FitConfig, seed: int) -> float:
-    """pVar over all units of a free run over the held-out part (the run's loop, noise of ``seed``)."""
-    return pvar(*held_out_rates(model, test, cfg, seed))
+def held_out_pvar(model: DataConstrainedRNN, test: RNNData, cfg: FitConfig) -> float:
+    """pVar over all units of a free run over the held-out part (the run's loop, noise of ``cfg.model.seed``)."""
+    return pvar(*held_out_rates(model, test, cfg))
 
 
-def held_out_rates(model: DataConstrainedRNN, test: RNNData, cfg: FitConfig,
-                   seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def held_out_rates(model: DataConstrainedRNN, test: RNNData, cfg: FitConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(data, model) rates (trial, N, time) of a free run over the held-out part (the run's loop, noise of
-    ``seed``), the data as the model's space sees them."""
+    ``cfg.model.seed``), the data as the model's space sees them."""
     fd = fit_data(model, test, cfg.data.space, model.weight.device, model.weight.dtype)
-    return fd.rates, make_trainer(model, fd, cfg.rls).free_run(seed)[0]
+    return fd.rates, make_trainer(model, fd, cfg.rls).free_run(cfg.model.seed)[0]
 
 
-def refit(base: DataConstrainedRNN, train: RNNData, cfg: FitConfig, seed: int,
+def refit(base: DataConstrainedRNN, train: RNNData, cfg: FitConfig,
           block: tuple[str, str] | None) -> DataConstrainedRNN:
-    """A copy of ``base`` trained ``cfg.rls.runs`` runs on ``train`` with noise seed ``seed``, with the J block
-    (target, source) held at zero when ``block`` is given."""
+    """A copy of ``base`` trained ``cfg.rls.runs`` runs on ``train`` with the noise of ``cfg.model.seed``, with
+    the J block (target, source) held at zero when ``block`` is given."""
     model = copy.deepcopy(base)
-    model.cfg = dataclasses.replace(model.cfg, seed=seed)
+    model.cfg = dataclasses.replace(model.cfg, seed=cfg.model.seed)
     if block is not None:
         names = model.spec["region_names"]
         rows = model.region_index == names.index(block[0])
@@ -123,15 +122,15 @@ def refit(base: DataConstrainedRNN, train: RNNData, cfg: FitConfig, seed: int,
     return model
 
 
-def current_sizes(model: DataConstrainedRNN, data: RNNData, cfg: FitConfig, seed: int) -> dict[str, np.ndarray]:
-    """Sizes of the currents of a free run over all of ``data`` (noise of ``seed``).
+def current_sizes(model: DataConstrainedRNN, data: RNNData, cfg: FitConfig) -> dict[str, np.ndarray]:
+    """Sizes of the currents of a free run over all of ``data`` (noise of ``cfg.model.seed``).
 
     Returns:
         ``rms`` (target, source): rms over the target's units, trials and time of the total current from each
         source region, in units of the model's h; ``block_norm`` (target, source): Frobenius norm of J's block.
     """
     fd = fit_data(model, data, cfg.data.space, model.weight.device, model.weight.dtype)
-    rates = make_trainer(model, fd, cfg.rls).free_run(seed)[0]
+    rates = make_trainer(model, fd, cfg.rls).free_run(cfg.model.seed)[0]
     ds = decompose(model, rates, fd.exog)
     names = list(ds["target_region"].values)
     total = ds["unit_current"].sum("sign").sel(source=names)  # (neuron, source region, trial, time)
@@ -168,7 +167,7 @@ def unit_pvar(data: torch.Tensor, rates: torch.Tensor, units: np.ndarray) -> flo
 
 
 def necessity(data: RNNData, cfg: FitConfig, *, inits: int = 8, runs: int = 5, holdout: float = 0.2,
-              holdout_trials: int = 0, window: int = 50, alpha: float = 0.05, units: float = 0.2,
+              holdout_trials: int = 0, window: int = 10, alpha: float = 0.05, units: float = 0.2,
               device: str = "cpu", log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the test for every ordered pair of regions.
 
@@ -206,16 +205,16 @@ def necessity(data: RNNData, cfg: FitConfig, *, inits: int = 8, runs: int = 5, h
         seed_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, seed=seed),
                                        rls=dataclasses.replace(cfg.rls, runs=runs))
         base = fit(train, dataclasses.replace(seed_cfg, rls=cfg.rls), device).model
-        model = refit(base, train, seed_cfg, seed, None)
-        target, rates = held_out_rates(model, test, seed_cfg, seed)
+        model = refit(base, train, seed_cfg, None)
+        target, rates = held_out_rates(model, test, seed_cfg)
         full.append(rates)
         J = model.J.detach().cpu().double().numpy()
-        sizes = current_sizes(model, data, seed_cfg, seed)
+        sizes = current_sizes(model, data, seed_cfg)
         rms[k], norms[k] = sizes["rms"], sizes["block_norm"]
         for pair in pairs:
             rows[pair].append(np.linalg.norm(J[np.ix_(index == names.index(pair[0]),
                                                       index == names.index(pair[1]))], axis=1))
-            masked[pair].append(held_out_rates(refit(base, train, seed_cfg, seed, pair), test, seed_cfg, seed)[1])
+            masked[pair].append(held_out_rates(refit(base, train, seed_cfg, pair), test, seed_cfg)[1])
         held.append(pvar(target, rates))
         if log is not None:
             log(f"initialisation {k + 1}/{inits} (seed {seed}): held-out pVar {held[-1]:.4f} in full")

@@ -64,7 +64,7 @@ def select(data: RNNData, cfg: FitConfig, key: str, values: list[Any], *, inits:
             seeded = dataclasses.replace(candidate, model=dataclasses.replace(candidate.model,
                                                                              seed=cfg.model.seed + k))
             model = fit(train, seeded, device).model
-            scores[v, k] = held_out_pvar(model, test, seeded, seeded.model.seed)
+            scores[v, k] = held_out_pvar(model, test, seeded)
         if log is not None:
             log(f"{key} = {values[v]}: held-out pVar {scores[v].mean():.4f} +- {scores[v].std(ddof=1):.4f}")
     mean, spread = scores.mean(axis=1), scores.std(axis=1, ddof=1)
