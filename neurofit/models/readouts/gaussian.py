@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -137,7 +138,10 @@ class GaussianReadout(nn.Module):
         keep = weight > 0
         for _ in range(2):
             sw = (weight * keep).sqrt()[:, None]
-            beta = torch.linalg.lstsq(x * sw, target * sw).solution  # (4, 2)
+            # numpy's LAPACK, in float64: torch's CPU lstsq (MKL) returned different bits for the same inputs
+            # in different processes, and a training run amplifies that into a different fit.
+            a, b = (x * sw).double().cpu().numpy(), (target * sw).double().cpu().numpy()
+            beta = torch.from_numpy(np.linalg.lstsq(a, b, rcond=None)[0]).to(x)  # (4, 2)
             residual = target - x @ beta
             scale = 1.4826 * residual[weight > 0].abs().median(0).values.clamp_min(1e-6)
             keep = (weight > 0) & (residual.abs() <= outlier_sd * scale).all(1)
