@@ -19,6 +19,7 @@ from neurofit.analysis.attention import (
     SUMMARY_FILE,
     TRUTH_REFERENCES,
     average_ranks,
+    distance_correlation,
     truth_comparisons,
     truth_references,
     write_interaction_outputs,
@@ -110,6 +111,16 @@ def test_references_and_constant_truths():
     out = truth_comparisons(np.ones((3, 3)) + np.eye(3), pos, truth_references(np.zeros((3, 3)), None),
                             n_permutations=5)
     assert out == {}
+
+
+def test_a_constant_map_gives_nan_without_warnings():
+    import warnings
+
+    pos = np.random.default_rng(0).normal(size=(20, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy and numpy warn on constant input; nothing should reach them
+        corr = distance_correlation(np.full((20, 20), 0.05), pos, n_permutations=10)
+    assert np.isnan(corr.rho) and np.isnan(corr.p_value) and corr.n_pairs == 380
 
 
 def test_truth_is_aligned_to_the_maps_by_unit_id():

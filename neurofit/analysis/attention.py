@@ -153,7 +153,10 @@ def _permutation_spearman(weights: np.ndarray, pair_values: Callable[[np.ndarray
     rng = np.random.default_rng(seed)
     i, j = _sample_pairs(n, max_pairs, rng)
     w_rank = average_ranks(weights[i, j])
-    rho, p_asym = stats.spearmanr(w_rank, pair_values(i, j))
+    values = pair_values(i, j)
+    if np.ptp(w_rank) == 0 or np.ptp(values) == 0:  # a constant side (an untrained uniform map) ranks nothing
+        return PairCorrelation(float("nan"), float("nan"), float("nan"), len(i), n_permutations)
+    rho, p_asym = stats.spearmanr(w_rank, values)
     exceed = 0
     for _ in range(n_permutations):
         perm = rng.permutation(n)
