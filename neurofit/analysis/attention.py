@@ -349,7 +349,8 @@ def distance_summary(weights: np.ndarray, positions_um: np.ndarray, label: str,
     corr = distance_correlation(weights, positions_um, n_permutations=n_permutations, seed=seed)
     curve = distance_curve(weights, positions_um, n_boot=n_boot, seed=seed)
     entry = {
-        "spearman_rho": _finite(corr.rho), "p_value": corr.p_value, "p_value_asymptotic": corr.p_value_asymptotic,
+        "spearman_rho": _finite(corr.rho), "p_value": _finite(corr.p_value),
+        "p_value_asymptotic": _finite(corr.p_value_asymptotic),
         "n_pairs": corr.n_pairs, "n_permutations": corr.n_permutations,
         "distance_bins_um": _json_list(curve.centers_um), "distance_bin_edges_um": _json_list(curve.edges_um),
         f"mean_{label}": _json_list(curve.mean), "ci_low": _json_list(curve.ci_low),
@@ -363,7 +364,7 @@ def distance_summary(weights: np.ndarray, positions_um: np.ndarray, label: str,
             entry["truth_correlation"] = {**comparisons[primary], "reference": primary}
     if untrained is not None:
         before = distance_correlation(untrained, positions_um, n_permutations=n_permutations, seed=seed)
-        entry["untrained"] = {"spearman_rho": _finite(before.rho), "p_value": before.p_value}
+        entry["untrained"] = {"spearman_rho": _finite(before.rho), "p_value": _finite(before.p_value)}
         if primary is not None:
             truth = truth_comparisons(untrained, positions_um, {primary: references[primary]}, n_permutations,
                                       seed=seed)
