@@ -17,7 +17,7 @@ Sections (``--sections``):
   per run against N and the projected time of 10 runs at the largest size.
 
 Usage: python scripts/benchmark_curbd.py [--sections parity scale] [--units 1000 2000 5000] [--threads 1]
-       [--set rls.defer_updates=32 ...]
+       [--scale-runs 2] [--scale-variants immediate_updates deferred_updates_32] [--set model.dt_factor=1 ...]
 """
 
 from __future__ import annotations
@@ -146,13 +146,16 @@ def scale_one(path: Path, runs: int, overrides: list[str]) -> dict[str, Any]:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def scale(folder: Path, units: list[int], runs: int, overrides: list[str], threads: int) -> dict[str, Any]:
-    """``scale_one`` in a fresh process per size and ``SCALE_VARIANTS`` entry (the variants of one size back to
-    back, so they share the machine's load); per variant the fitted exponent and the 10-run projection."""
-    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in SCALE_VARIANTS}
+def scale(folder: Path, units: list[int], runs: int, overrides: list[str], threads: int,
+          variants: list[str]) -> dict[str, Any]:
+    """``scale_one`` in a fresh process per size and entry of ``variants`` (of ``SCALE_VARIANTS``; the variants
+    of one size back to back, so they share the machine's load); per variant the fitted exponent and the
+    10-run projection."""
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     for n in units:
         path = write_preset(folder, n)
-        for name, extra in SCALE_VARIANTS.items():
+        for name in variants:
+            extra = SCALE_VARIANTS[name]
             cmd = [sys.executable, __file__, "--scale-one", str(path), "--scale-runs", str(runs),
                    "--threads", str(threads), *[f"--set={o}" for o in [*overrides, *extra]]]
             rows[name].append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
@@ -176,6 +179,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="training runs in the parity section")
     parser.add_argument("--units", type=int, nargs="+", default=[1000, 2000, 5000], help="sizes for 'scale'")
     parser.add_argument("--scale-runs", type=int, default=2, help="training runs timed per size")
+    parser.add_argument("--scale-variants", nargs="+", default=list(SCALE_VARIANTS), choices=list(SCALE_VARIANTS),
+                        help="update schemes timed in 'scale'")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="'scale': override of configs/rnn_curbd.yaml (repeatable)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (torch and numpy's BLAS)")
@@ -191,7 +196,8 @@ def main() -> None:
             if "parity" in args.sections:
                 result["parity"] = parity(Path(tmp), args.runs)
             if "scale" in args.sections:
-                result["scale"] = scale(Path(tmp), args.units, args.scale_runs, args.overrides, args.threads)
+                result["scale"] = scale(Path(tmp), args.units, args.scale_runs, args.overrides, args.threads,
+                                        args.scale_variants)
     print(json.dumps(result, indent=1))
 
 
