@@ -11,13 +11,16 @@ Sections (``--sections``):
   the clock. Reported: free-run pVar after k = 1, 5, 10, 20 runs and its difference from the port's, seconds
   per training run, training seconds (with the ridge solve) until the free-run pVar first reaches 0.99, and
   the speed-ups.
-- ``scale``: seconds per training run, seconds of a free run (the dynamics without updates) and peak memory
-  (resident set of a fresh process that loads the data and fits) at ``--units`` (the preset scaled up), with
-  the updates applied at once and held 32 at a time (``rls.defer_updates``); the fitted exponent of seconds
-  per run against N and the projected time of 10 runs at the largest size.
+- ``scale``: seconds per training run, the training runs' and the final free run's pVar, seconds of that
+  free run (the dynamics without updates) and peak memory (resident set of a fresh process that loads the
+  data and fits) at ``--units`` (the preset scaled up), with ``--scale-config`` (``configs/rnn_curbd.yaml``;
+  ``configs/rnn_curbd_large.yaml`` is the setting for thousands of units) and the updates applied at once
+  and held 32 at a time (``rls.defer_updates``); the fitted exponent of seconds per run against N, the
+  projected time of 10 runs and the measured total of the ``--scale-runs`` at the largest size.
 
 Usage: python scripts/benchmark_curbd.py [--sections parity scale] [--units 1000 2000 5000] [--threads 1]
-       [--scale-runs 2] [--scale-variants immediate_updates deferred_updates_32] [--set model.dt_factor=1 ...]
+       [--scale-runs 2] [--scale-config configs/rnn_curbd.yaml] [--device cpu|cuda]
+       [--scale-variants immediate_updates deferred_updates_32] [--set model.dt_factor=1 ...]
 """
 
 from __future__ import annotations
@@ -40,22 +43,24 @@ from threadpoolctl import threadpool_limits
 from neurofit.data.simulate.regions_curbd import simulate_curbd
 from neurofit.rnn.config import load_config
 from neurofit.rnn.data import load_rnn_data
+from neurofit.rnn.fit import resolve_device
 from neurofit.rnn.model import build_model, fit_data
 from neurofit.rnn.ridge import solve_ridge
 from neurofit.rnn.rls import make_trainer
 
-CONFIG = Path(__file__).resolve().parent.parent / "configs" / "rnn_curbd.yaml"
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIG = CONFIGS / "rnn_curbd.yaml"
 CHECKPOINTS = (1, 5, 10, 20)
 TARGET = 0.99
-#: neurofit variants of the parity section: name -> overrides of configs/rnn_curbd.yaml.
-VARIANTS = {"neurofit": {}, "neurofit_float64": {"rls.dtype": "float64"},
-            "neurofit_ridge_start": {"rls.init": "ridge"},
-            # configs/rnn_curbd_large.yaml's coarser step: one Euler step per sample, updates held 32 at a time
-            "neurofit_large": {"model.dt_factor": 1, "rls.defer_updates": 32}}
+#: neurofit variants of the parity section: name -> (config, overrides).
+VARIANTS = {"neurofit": (CONFIG, {}), "neurofit_float64": (CONFIG, {"rls.dtype": "float64"}),
+            "neurofit_ridge_start": (CONFIG, {"rls.init": "ridge"}),
+            # the setting for thousands of units: one Euler step per sample, updates held 32 at a time
+            "neurofit_large": (CONFIGS / "rnn_curbd_large.yaml", {})}
 #: The variants that run the reference's algorithm from its own start, so their curves should match its.
 EXACT = ("neurofit", "neurofit_float64")
 #: Variants of the scale section: name -> overrides (after ``--set``).
-SCALE_VARIANTS = {"immediate_updates": [], "deferred_updates_32": ["rls.defer_updates=32"]}
+SCALE_VARIANTS = {"immediate_updates": ["rls.defer_updates=1"], "deferred_updates_32": ["rls.defer_updates=32"]}
 
 
 def write_preset(folder: Path, n_units: int) -> Path:
@@ -66,14 +71,16 @@ def write_preset(folder: Path, n_units: int) -> Path:
     return path
 
 
-def neurofit_trainer(path: Path, overrides: dict[str, Any] | list[str]) -> tuple[Any, float]:
-    """The curbd loop of ``configs/rnn_curbd.yaml`` (with ``overrides``) on the npz at ``path``, and the
-    seconds its start took when that is part of training (the ridge solve of ``rls.init: ridge``)."""
-    cfg = load_config(CONFIG, overrides)
+def neurofit_trainer(path: Path, overrides: dict[str, Any] | list[str], config: Path = CONFIG,
+                     device: str = "cpu") -> tuple[Any, float]:
+    """The curbd loop of ``config`` (with ``overrides``) on the npz at ``path`` on ``device``, and the seconds
+    its start took when that is part of training (the ridge solve of ``rls.init: ridge``)."""
+    cfg = load_config(config, overrides)
     dtype = torch.float64 if cfg.rls.dtype == "float64" else torch.float32
     data = load_rnn_data(path, cfg.data.normalize)
-    model = build_model(data, cfg.model, cfg.constraints).to(dtype=dtype)
-    fd = fit_data(model, data, cfg.data.space, dtype=dtype)
+    dev = resolve_device(device)
+    model = build_model(data, cfg.model, cfg.constraints).to(device=dev, dtype=dtype)
+    fd = fit_data(model, data, cfg.data.space, dev, dtype)
     trainer = make_trainer(model, fd, cfg.rls, draw_weights=cfg.rls.init == "random")
     start = time.perf_counter()
     if cfg.rls.init == "ridge":
@@ -87,7 +94,7 @@ def parity(folder: Path, max_runs: int) -> dict[str, Any]:
     with np.load(path) as npz:
         activity = npz["rates"]
     reference = ReferenceRNN(activity, 0.01)
-    built = {name: neurofit_trainer(path, overrides) for name, overrides in VARIANTS.items()}
+    built = {name: neurofit_trainer(path, overrides, config) for name, (config, overrides) in VARIANTS.items()}
     variants = {name: trainer for name, (trainer, _) in built.items()}
     train = {"reference_port": lambda: reference.run(True)[0],
              **{k: (lambda t=t: t.run()[0]) for k, t in variants.items()}}
@@ -130,10 +137,11 @@ def summarise(curve: list[dict[str, float]]) -> dict[str, Any]:
             "curve": [{k: round(v, 5) for k, v in c.items()} for c in curve]}
 
 
-def scale_one(path: Path, runs: int, overrides: list[str]) -> dict[str, Any]:
+def scale_one(path: Path, runs: int, overrides: list[str], config: Path, device: str) -> dict[str, Any]:
     """Seconds per training run, seconds of one free run (the dynamics alone, no updates) and peak resident
-    memory of this process (meant to be a fresh one)."""
-    trainer, _ = neurofit_trainer(path, overrides)
+    memory of this process (meant to be a fresh one; on CUDA also the peak of allocated device memory). Each
+    run ends in its pVar, a host read, so the clock sees the device's work."""
+    trainer, _ = neurofit_trainer(path, overrides, config, device)
     times, pvars = [], []
     for _ in range(runs):
         start = time.perf_counter()
@@ -141,13 +149,15 @@ def scale_one(path: Path, runs: int, overrides: list[str]) -> dict[str, Any]:
         times.append(time.perf_counter() - start)
     start = time.perf_counter()
     free_pvar = trainer.free_run(trainer.model.cfg.seed)[1]
-    return {"n_units": trainer.model.n_units, "overrides": overrides, "runs": runs, "seconds_per_run": times,
+    return {"n_units": trainer.model.n_units, "config": str(config), "overrides": overrides, "runs": runs,
+            "seconds_per_run": times, "seconds_all_runs": sum(times),
             "seconds_free_run": time.perf_counter() - start, "train_pvar": pvars, "free_pvar": float(free_pvar),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "device": device,
+            "peak_device_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None}
 
 
 def scale(folder: Path, units: list[int], runs: int, overrides: list[str], threads: int,
-          variants: list[str]) -> dict[str, Any]:
+          variants: list[str], config: Path, device: str) -> dict[str, Any]:
     """``scale_one`` in a fresh process per size and entry of ``variants`` (of ``SCALE_VARIANTS``; the variants
     of one size back to back, so they share the machine's load); per variant the fitted exponent and the
     10-run projection."""
@@ -157,9 +167,10 @@ def scale(folder: Path, units: list[int], runs: int, overrides: list[str], threa
         for name in variants:
             extra = SCALE_VARIANTS[name]
             cmd = [sys.executable, __file__, "--scale-one", str(path), "--scale-runs", str(runs),
-                   "--threads", str(threads), *[f"--set={o}" for o in [*overrides, *extra]]]
+                   "--scale-config", str(config), "--device", device, "--threads", str(threads),
+                   *[f"--set={o}" for o in [*overrides, *extra]]]
             rows[name].append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
-    out: dict[str, Any] = {"overrides": overrides}
+    out: dict[str, Any] = {"config": str(config), "overrides": overrides}
     for name, variant in rows.items():
         per_run = np.array([np.median(r["seconds_per_run"]) for r in variant])
         sizes = np.array([r["n_units"] for r in variant])
@@ -168,6 +179,8 @@ def scale(folder: Path, units: list[int], runs: int, overrides: list[str], threa
         out[name] = {"rows": variant, "median_seconds_per_run": medians,
                      "exponent_seconds_vs_N": exponent,
                      "projected_10_runs_s_at_largest": float(10 * per_run[-1]),
+                     "seconds_all_runs_at_largest": variant[-1]["seconds_all_runs"],
+                     "free_pvar_at_largest": variant[-1]["free_pvar"],
                      "peak_rss_mb_at_largest": variant[-1]["peak_rss_mb"]}
     return out
 
@@ -181,15 +194,18 @@ def main() -> None:
     parser.add_argument("--scale-runs", type=int, default=2, help="training runs timed per size")
     parser.add_argument("--scale-variants", nargs="+", default=list(SCALE_VARIANTS), choices=list(SCALE_VARIANTS),
                         help="update schemes timed in 'scale'")
+    parser.add_argument("--scale-config", type=Path, default=CONFIG, help="'scale': the config timed")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="'scale': where neurofit runs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="'scale': override of configs/rnn_curbd.yaml (repeatable)")
+                        help="'scale': override of --scale-config (repeatable)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (torch and numpy's BLAS)")
     parser.add_argument("--scale-one", type=Path, help=argparse.SUPPRESS)  # the per-size child process
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with threadpool_limits(args.threads):
         if args.scale_one is not None:
-            print(json.dumps(scale_one(args.scale_one, args.scale_runs, args.overrides)))
+            print(json.dumps(scale_one(args.scale_one, args.scale_runs, args.overrides, args.scale_config,
+                                       args.device)))
             return
         result: dict[str, Any] = {"threads": args.threads, "torch": torch.__version__, "numpy": np.__version__}
         with tempfile.TemporaryDirectory() as tmp:
@@ -197,7 +213,7 @@ def main() -> None:
                 result["parity"] = parity(Path(tmp), args.runs)
             if "scale" in args.sections:
                 result["scale"] = scale(Path(tmp), args.units, args.scale_runs, args.overrides, args.threads,
-                                        args.scale_variants)
+                                        args.scale_variants, args.scale_config, args.device)
     print(json.dumps(result, indent=1))
 
 

@@ -272,3 +272,27 @@ def test_necessity_of_the_curbd_preset(tmp_path, amplitude, required):
     if required:
         linked = np.flatnonzero((sim.regions == "B") & (sim.J[:, sim.regions == "A"] != 0).any(axis=1))
         assert set(linked) <= set(result["blocks"]["A->B"]["driven_units"])
+
+
+def test_p0_scales_with_the_network_size(tmp_path):
+    """``rls.P0_units``: a 60-unit network with P0 1 meant for 300 units trains exactly as with P0 5 (P0 and
+    P0_inter both scaled by 300 / 60), and ``configs/rnn_curbd_large.yaml`` (one step per sample, held updates,
+    scaled P0) loads onto the reference config and trains."""
+    path = write_npz(small_curbd(), tmp_path / "small.npz")
+    scaled, given = _trainer(path, **{"rls.P0_units": 300}), _trainer(path, **{"rls.P0": 5.0})
+    torch.testing.assert_close(scaled.P, 5.0 * torch.eye(60, dtype=torch.float64)[None])
+    assert scaled.run() == pytest.approx(given.run(), rel=1e-12)
+    torch.testing.assert_close(scaled.model.weight.data, given.model.weight.data, rtol=0, atol=0)
+    assert load_config(None, {"rls.P0_units": 30}).rls.p0_for(60) == (0.5, 5e-4)
+    large = load_config(CURBD.with_name("rnn_curbd_large.yaml"))
+    rls = large.rls
+    assert (large.model.dt_factor, rls.defer_updates, rls.P0_units, rls.loop) == (1, 32, 300, "curbd")
+    data = load_rnn_data(path, large.data.normalize)
+    model = build_model(data, large.model, large.constraints)
+    trainer = make_trainer(model, fit_data(model, data, large.data.space), large.rls, draw_weights=True)
+    assert type(trainer.state).__name__ == "DeferredRLS"
+    torch.testing.assert_close(trainer.P, 5.0 * torch.eye(60)[None])
+    pvars = [trainer.run()[0] for _ in range(3)]
+    assert pvars[-1] > pvars[0] and np.isfinite(pvars).all()
+    with pytest.raises(ConfigError, match="P0_units"):
+        load_config(None, {"rls.P0_units": 0})

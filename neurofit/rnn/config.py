@@ -129,6 +129,11 @@ class RLSConfig:
             place, so with ``model.inter_region_start: zero`` the fit uses inter-region currents only where
             the data need them (recursive ridge with a stronger penalty on the inter-region blocks). None:
             P0. Keeps one P per target region (memory and update cost times the number of regions).
+        P0_units: the network size P0 and P0_inter are meant for: a network of N units starts from
+            P0 * P0_units / N (and P0_inter likewise). The first update's gain x^T P x (about P0 N <r^2>) then
+            stays the same at every size; with one P0 for every size a large network's updates overshoot and J
+            grows without bound (CURBD preset, 5,000 units, P0 1: training-run pVar 0.65, 0.48, 0.38, ...;
+            P0 0.06 = 1 x 300 / 5,000: free-run pVar 0.995 after 10 runs). None: P0 as given (CURBD).
     """
 
     loop: Literal["batched", "curbd"] = "batched"
@@ -142,6 +147,12 @@ class RLSConfig:
     update_every: int = field(default=1, metadata=check(ge=1))
     defer_updates: int = field(default=1, metadata=check(ge=1))
     P0_inter: float | None = field(default=1e-3, metadata=check(gt=0))
+    P0_units: int | None = field(default=None, metadata=check(ge=1))
+
+    def p0_for(self, n_units: int) -> tuple[float, float | None]:
+        """(P0, P0_inter) for a network of ``n_units`` units (scaled by ``P0_units / n_units`` when set)."""
+        scale = 1.0 if self.P0_units is None else self.P0_units / n_units
+        return self.P0 * scale, None if self.P0_inter is None else self.P0_inter * scale
 
 
 @dataclass

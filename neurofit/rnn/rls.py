@@ -114,11 +114,13 @@ class RLSTrainer:
 
 def make_trainer(model: DataConstrainedRNN, fd: FitData, cfg: RLSConfig,
                  draw_weights: bool = False) -> CurbdTrainer | RLSTrainer:
-    """The configured loop on ``fd``, P fresh (P0 * I); ``draw_weights``: the curbd loop takes the reference's
-    initial J (otherwise the model's weights are kept, e.g. for a warm start)."""
+    """The configured loop on ``fd``, P fresh (P0 * I, scaled to the network's size by ``rls.P0_units``);
+    ``draw_weights``: the curbd loop takes the reference's initial J (otherwise the model's weights are kept,
+    e.g. for a warm start)."""
+    p0, p0_inter = cfg.p0_for(model.n_units)
     if cfg.loop == "curbd":
-        return CurbdTrainer(model, fd, cfg.P0, draw_weights, cfg.defer_updates, cfg.P0_inter)
-    return RLSTrainer(model, fd, cfg.P0, cfg.segments, cfg.update_every, cfg.P0_inter)
+        return CurbdTrainer(model, fd, p0, draw_weights, cfg.defer_updates, p0_inter)
+    return RLSTrainer(model, fd, p0, cfg.segments, cfg.update_every, p0_inter)
 
 
 def fit_rls(model: DataConstrainedRNN, fd: FitData, cfg: RLSConfig,
