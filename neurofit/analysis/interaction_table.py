@@ -67,15 +67,16 @@ def run_entries(result: RunResult, compute_missing: bool = True) -> dict[str, di
     return {n: saved[n] for n in names if _scored(saved.get(n))}
 
 
-def _number(value: float | None) -> float:
+def as_number(value: float | None) -> float:
+    """A JSON number, or NaN for its null (a score that could not be computed)."""
     return np.nan if value is None else float(value)
 
 
 def _values(baselines: dict) -> list[float]:
     """``VARIABLES`` of one map's ``baselines`` entry (NaN for a baseline it lacks, e.g. no untrained map)."""
     scores = baselines["scores"]
-    return [_number(scores.get(b, {}).get(s)) for b in BASELINES for s in SCORES] + [
-        _number(baselines["partial_correlation"]["rho"])]
+    return [as_number(scores.get(b, {}).get(s)) for b in BASELINES for s in SCORES] + [
+        as_number(baselines["partial_correlation"]["rho"])]
 
 
 def interaction_table(groups: dict[str, list[RunResult]], recordings: list[str],

@@ -15,7 +15,13 @@ import numpy as np
 import xarray as xr
 
 from neurofit.analysis.compare import OVERALL, TABLE_METRICS
-from neurofit.analysis.interaction_table import BASELINES, VARIABLES, has_interaction_maps, interaction_records
+from neurofit.analysis.interaction_table import (
+    BASELINES,
+    VARIABLES,
+    as_number,
+    has_interaction_maps,
+    interaction_records,
+)
 from neurofit.io import atomic_path, atomic_write_text
 
 SHORT = {"single_trial_correlation": "single-trial r", "correlation_to_average": "r to average",
@@ -114,14 +120,11 @@ def interactions_table(ds: xr.Dataset) -> Table:
         "partial rho", "beyond distance"]
     rows = sorted(interaction_records(ds), key=lambda r: r["recording"] != OVERALL)
     cells = [[r["architecture"], r["interaction_map"], r["recording"], r["reference"], str(r["n_scored"])]
-             + [fmt(_nan(r[v]), _nan(r[f"{v}_sem"])) for v in VARIABLES] + [r["beyond_distance"]] for r in rows]
+             + [fmt(as_number(r[v]), as_number(r[f"{v}_sem"])) for v in VARIABLES] + [r["beyond_distance"]]
+             for r in rows]
     return ("Interaction maps against the planted coupling (AUC: coupled pairs ranked above the rest; rho: "
             "Spearman with the reference; baselines scored alike; partial rho controls for distance and signal "
             "correlation, 'beyond distance' needs it > 0 at p < 0.01; scored: seeds x recordings)", header, cells)
-
-
-def _nan(value: float | None) -> float:
-    return np.nan if value is None else value
 
 
 def tables(ds: xr.Dataset) -> list[Table]:

@@ -38,16 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="candidate values (YAML), simplest first: the first near the best is chosen")
     select.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="override a config entry (repeatable)")
-    select.add_argument("--inits", type=int, default=3, help="random initialisations per value (>= 2)")
-    select.add_argument("--holdout", type=float, default=0.2, help="fraction of each trial held out")
-    select.add_argument("--holdout-trials", type=int, default=0,
-                        help="hold out the last HOLDOUT_TRIALS trials whole instead (0: the end of every trial)")
-    select.add_argument("--window", type=int, default=50, help="held-out free runs restart every WINDOW samples")
+    _add_holdout_options(select, "", inits=(3, "random initialisations per value (>= 2)"),
+                         window=(50, "held-out free runs restart every WINDOW samples"))
     select.add_argument("--threshold", type=float, default=2.0,
                         help="tolerance below the best mean held-out pVar, in units of its spread")
-    select.add_argument("--device", default="cpu", help="cpu or cuda")
-    select.add_argument("--threads", type=int, help="CPU threads for torch")
-    select.add_argument("--quiet", action="store_true", help="no progress lines")
     select.set_defaults(handler=_run_select)
 
     currents = commands.add_parser("currents", help="write RUN/currents.zarr and the current figures")
@@ -57,26 +51,33 @@ def register(sub: argparse._SubParsersAction) -> None:
                                "budget) from several initialisations and compare held-out pVar on the units it "
                                "drives most, paired by initialisation; verdicts and "
                                "spreads go to currents.zarr, metrics.json and necessity.png")
-    currents.add_argument("--inits", type=int, default=8,
-                          help="necessity: random initialisations (different initial J), at least 2")
+    _add_holdout_options(currents, "necessity: ",
+                         inits=(8, "random initialisations (different initial J), at least 2"),
+                         window=(10, "held-out free runs restart from the data every WINDOW samples (0: never)"))
     currents.add_argument("--refit-runs", type=int, default=5, help="necessity: training runs of each refit")
-    currents.add_argument("--holdout", type=float, default=0.2, help="necessity: fraction of each trial held out")
-    currents.add_argument("--holdout-trials", type=int, default=0,
-                          help="necessity: hold out the last HOLDOUT_TRIALS trials whole instead (0: the end of "
-                               "every trial)")
-    currents.add_argument("--window", type=int, default=10,
-                          help="necessity: held-out free runs restart from the data every WINDOW samples "
-                               "(0: never)")
     currents.add_argument("--alpha", type=float, default=0.05,
                           help="necessity: a block is required when a one-sided paired t-test of its held-out "
                                "pVar losses over the initialisations rejects at ALPHA (Bonferroni over blocks)")
     currents.add_argument("--units", type=float, default=0.2,
                           help="necessity: fraction of the target's units the loss is measured on (those the fits "
                                "drive most from the source)")
-    currents.add_argument("--device", default="cpu", help="necessity: cpu or cuda")
-    currents.add_argument("--threads", type=int, help="CPU threads for torch")
-    currents.add_argument("--quiet", action="store_true", help="necessity: no progress lines")
     currents.set_defaults(handler=_run_currents)
+
+
+def _add_holdout_options(parser: argparse.ArgumentParser, prefix: str, inits: tuple[int, str],
+                         window: tuple[int, str]) -> None:
+    """The options of the held-out comparisons of ``rnn select`` and ``rnn currents --necessity``:
+    initialisations and the restart window ((default, help) each), the held-out part, device, threads and
+    progress; ``prefix`` starts every help text."""
+    parser.add_argument("--inits", type=int, default=inits[0], help=prefix + inits[1])
+    parser.add_argument("--holdout", type=float, default=0.2, help=prefix + "fraction of each trial held out")
+    parser.add_argument("--holdout-trials", type=int, default=0,
+                        help=prefix + "hold out the last HOLDOUT_TRIALS trials whole instead (0: the end of every "
+                                      "trial)")
+    parser.add_argument("--window", type=int, default=window[0], help=prefix + window[1])
+    parser.add_argument("--device", default="cpu", help=prefix + "cpu or cuda")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument("--quiet", action="store_true", help=prefix + "no progress lines")
 
 
 def set_options(texts: list[str]) -> dict[str, Any]:
