@@ -44,8 +44,8 @@ def _parse() -> argparse.Namespace:
                    help="config of the fits on the transferred core")
     p.add_argument("--scratch-config", default=str(ROOT / "configs/default.yaml"),
                    help="config of the from-scratch fits")
-    p.add_argument("--pretrain-epochs", type=int, default=8)
-    p.add_argument("--epochs", type=int, default=10, help="epochs of a fit on all training trials")
+    p.add_argument("--pretrain-epochs", type=int, default=48)
+    p.add_argument("--epochs", type=int, default=40, help="epochs of a fit on all training trials")
     p.add_argument("--max-epoch-factor", type=float, default=3.0,
                    help="at most this many times --epochs for a small share")
     p.add_argument("--core-lr-scale", type=float, default=0.1, help="core learning rate over lr when fine-tuning")
