@@ -77,9 +77,10 @@ def extract_maps(run: Run, data: str | os.PathLike, recording: str, tier: str = 
     embedding = encoder.readouts[recording].embedding
     per_head = coupling = None
     if attention_layer is not None:
-        signed = attention_layer.drive_coupling(embedding)
+        heads = attention_layer.attention_map(embedding)
+        signed = attention_layer.drive_coupling(embedding, heads)
         coupling = None if signed is None else signed.numpy()
-        per_head = attention_layer.attention_map(embedding).numpy()
+        per_head = heads.numpy()
     pools = None if norm_layer is None else norm_layer.pool_matrix(embedding).numpy()
     truth = open_truth(data, recording)
     unit_id = np.asarray(spec.unit_id)

@@ -232,14 +232,16 @@ class NeuronAttention(Interaction):
         return (x + self.gate * update).reshape(drive.shape)
 
     @torch.no_grad()
-    def drive_coupling(self, embedding: torch.Tensor) -> torch.Tensor | None:
+    def drive_coupling(self, embedding: torch.Tensor, maps: torch.Tensor | None = None) -> torch.Tensor | None:
         """The signed lateral coupling the layer applies to the drives, (N, N): C = gate * sum_h w_h A_h with
         w_h the value weight on the drive, so that new_drive = drive + C @ drive + (parts that do not depend on
         the drive: value biases and features). Comparable with a true signed coupling J (row i receives from
-        column j). None when ``values`` does not read the drive. embedding (N, D)."""
+        column j). None when ``values`` does not read the drive. embedding (N, D); maps: the per-head
+        ``attention_map(embedding)`` (H, N, N) when already computed."""
         if not self.use_drive:
             return None
-        maps = self.attention_map(embedding)  # (H, N, N)
+        if maps is None:
+            maps = self.attention_map(embedding)
         return self.gate.reshape(-1, 1) * torch.einsum("h,hij->ij", self.value.weight[:, -1], maps)
 
     def _map_blocks(self) -> Iterator[torch.Tensor]:
