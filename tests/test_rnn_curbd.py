@@ -83,8 +83,8 @@ def test_schedule_follows_the_reference_clock():
     assert curbd_schedule(7, 0.01, 3, []).learn == {3 * (i + 1): i for i in range(6)}
 
 
-def _trainer(path, dtype=torch.float64, **overrides):
-    cfg = load_config(CURBD, overrides)
+def _trainer(path, dtype=torch.float64, config=CURBD, **overrides):
+    cfg = load_config(config, overrides)
     data = load_rnn_data(path, cfg.data.normalize)
     model = build_model(data, cfg.model, cfg.constraints).to(dtype=dtype)
     return make_trainer(model, fit_data(model, data, cfg.data.space, dtype=dtype), cfg.rls, draw_weights=True)
@@ -284,14 +284,13 @@ def test_p0_scales_with_the_network_size(tmp_path):
     assert scaled.run() == pytest.approx(given.run(), rel=1e-12)
     torch.testing.assert_close(scaled.model.weight.data, given.model.weight.data, rtol=0, atol=0)
     assert load_config(None, {"rls.P0_units": 30}).rls.p0_for(60) == (0.5, 5e-4)
-    large = load_config(CURBD.with_name("rnn_curbd_large.yaml"))
+    large_config = CURBD.with_name("rnn_curbd_large.yaml")
+    large = load_config(large_config)
     rls = large.rls
     assert (large.model.dt_factor, rls.defer_updates, rls.P0_units, rls.loop) == (1, 32, 300, "curbd")
-    data = load_rnn_data(path, large.data.normalize)
-    model = build_model(data, large.model, large.constraints)
-    trainer = make_trainer(model, fit_data(model, data, large.data.space), large.rls, draw_weights=True)
+    trainer = _trainer(path, config=large_config)
     assert type(trainer.state).__name__ == "DeferredRLS"
-    torch.testing.assert_close(trainer.P, 5.0 * torch.eye(60)[None])
+    torch.testing.assert_close(trainer.P, 5.0 * torch.eye(60, dtype=torch.float64)[None])
     pvars = [trainer.run()[0] for _ in range(3)]
     assert pvars[-1] > pvars[0] and np.isfinite(pvars).all()
     with pytest.raises(ConfigError, match="P0_units"):
