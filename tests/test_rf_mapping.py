@@ -7,8 +7,14 @@ import torch
 
 from neurofit.data.datamodule import NeuralDataModule
 from neurofit.models.readouts.gaussian import GaussianReadout
-from neurofit.models.readouts.rf_mapping import estimate_rf_centres
-from neurofit.training.readout_init import init_readouts, mapping_samples
+from neurofit.models.readouts.rf_mapping import (
+    centres_from_maps,
+    centres_from_scores,
+    estimate_rf_centres,
+    ridge_score_maps,
+)
+from neurofit.models.readouts.ridge_gcv import gcv_errors, spectrum
+from neurofit.training.readout_init import init_readouts, mapping_samples, scores_near
 from tests.conftest import tiny_recording
 
 H, W = 24, 40
@@ -51,6 +57,59 @@ def test_a_neuron_without_visual_drive_gets_zero_strength():
     noise = rng.normal(size=(2000, 3)).astype(np.float32)
     est = estimate_rf_centres(images, noise)
     assert (est.strength < 0.12).all()  # chance-level correlation with the best of H*W*3 energy maps
+
+
+def test_gcv_errors_match_a_direct_ridge_fit():
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(1, 300, 6, generator=gen).double(), torch.randn(1, 300, 4, generator=gen).double()
+    xc, yc = x - x.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
+    eig, vec = spectrum(xc)
+    errors, lam = gcv_errors(eig, vec.transpose(1, 2) @ (xc.transpose(1, 2) @ yc), (yc**2).sum(1), 300)
+    for k in (0, 5, 10):
+        hat = xc[0] @ torch.linalg.solve(xc[0].T @ xc[0] + lam[k, 0, 0] * torch.eye(6, dtype=torch.double),
+                                         xc[0].T)
+        rss = ((yc[0] - hat @ yc[0]) ** 2).sum(0)
+        assert torch.allclose(errors[k, 0], rss / (300 - torch.trace(hat) - 1) ** 2, rtol=1e-9)
+
+
+def _planted_readouts(n: int, noise: float, seed: int = 0):
+    """Core-like feature maps (T, C, h, w) on a grid half the screen's (H, W) size, and responses of n linear
+    readouts each reading all C channels at one screen pixel (bilinearly, as a Gaussian readout) + noise."""
+    gen = torch.Generator().manual_seed(seed)
+    features = torch.nn.functional.avg_pool2d(torch.randn(1000, 8, H // 2, W // 2, generator=gen), 3, 1, 1)
+    screen = torch.nn.functional.interpolate(features, size=(H, W), mode="bilinear", align_corners=True)
+    cx, cy = torch.randint(3, W - 3, (n,), generator=gen), torch.randint(3, H - 3, (n,), generator=gen)
+    drive = (screen[:, :, cy, cx].permute(0, 2, 1) * torch.randn(n, 8, generator=gen)).sum(-1)
+    responses = drive + noise * drive.std(0) * torch.randn(1000, n, generator=gen)
+    return features, screen, np.stack([cx.numpy(), cy.numpy()], 1), responses.numpy()
+
+
+def test_the_ridge_position_search_finds_readouts_that_no_single_channel_reveals():
+    features, screen, centres, responses = _planted_readouts(60, noise=3.0)
+    scores = ridge_score_maps(features, responses, (H, W))
+    assert scores.shape == (60, H, W) and float(scores.max()) <= 1
+    found = centres_from_scores(scores)
+    error = np.linalg.norm(found.centres_px - centres, axis=1)
+    single = centres_from_maps([screen[:, c] for c in range(8)], responses)
+    assert np.median(error) < 0.75
+    assert np.median(error) < 0.75 * np.median(np.linalg.norm(single.centres_px - centres, axis=1))
+    # the strength is the held-out variance explained: the planted fraction is 1 / (1 + 3^2) = 0.1
+    assert 0.05 < np.median(found.strength) < 0.12
+
+
+def test_the_ridge_position_search_finds_nothing_in_noise():
+    features, _, _, responses = _planted_readouts(20, noise=0.0)
+    noise = np.random.default_rng(0).normal(size=responses.shape)
+    assert float(ridge_score_maps(features, noise, (H, W)).max()) < 0.03
+
+
+def test_the_second_pass_takes_the_peak_near_the_retinotopic_map():
+    scores = torch.zeros(1, H, W)
+    scores[0, 3, 30], scores[0, 12, 10] = 0.2, 0.1  # a far (noise) peak and a weaker one near the map
+    near_map = torch.tensor([[10 / (W - 1) * 2 - 1, 11 / (H - 1) * 2 - 1]])  # grid units, 1 px from (10, 12)
+    assert np.allclose(centres_from_scores(scores).centres_px, [[30, 3]])
+    found = centres_from_scores(scores_near(scores, near_map, 4.0))
+    assert np.allclose(found.centres_px, [[10, 12]]) and np.isclose(found.strength[0], 0.1)
 
 
 def _readout(position: str, coords: torch.Tensor, scatter: bool = False) -> GaussianReadout:

@@ -20,14 +20,14 @@ from neurofit.config import load_config
 from neurofit.data import write_store
 from neurofit.data.datamodule import NeuralDataModule
 from neurofit.metrics import correlation
+from neurofit.models.readouts.rf_mapping import ridge_score_maps
+from neurofit.models.readouts.ridge_gcv import ridge_weights
 from neurofit.training.module import EncoderModule
 from neurofit.training.readout_init import (
     core_features,
-    core_maps,
     init_readouts,
     mapping_samples,
     readout_features,
-    ridge_weights,
 )
 from neurofit.training.transfer import transfer_core
 from tests.conftest import tiny_recording
@@ -193,8 +193,9 @@ def test_a_transferred_core_maps_the_new_receptive_fields(source, new_store, con
     module = EncoderModule(cfg, [s.to_dict() for s in specs])
     transfer_core(module.encoder, cfg, specs)
     stim, _ = mapping_samples(dm.recordings["n0"], 5000, 4)
-    maps = list(core_maps(core_features(module.encoder, "n0", stim), stim.shape[1:]))
-    assert len(maps) == module.encoder.core.out_channels and maps[0].shape == stim.shape
+    resp = mapping_samples(dm.recordings["n0"], 5000, 4)[1]
+    scores = ridge_score_maps(core_features(module.encoder, "n0", stim), resp, stim.shape[1:])
+    assert scores.shape == (resp.shape[1], *stim.shape[1:])
     assert module.encoder.core.training  # core_features leaves the mode as it found it
     started = init_readouts(module.encoder, dm.recordings, trained_core=True)
     assert set(started) == {"n0", "n1"} and all(v["strength"] > 0 for v in started.values())

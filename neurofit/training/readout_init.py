@@ -3,17 +3,13 @@ on a transferred core, feature weights by ridge regression on the core's feature
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import torch
 
 from neurofit.data.datamodule import RecordingArrays
-from neurofit.models.readouts.rf_mapping import centres_from_maps, estimate_rf_centres
+from neurofit.models.readouts.rf_mapping import centres_from_scores, estimate_rf_centres, ridge_score_maps
+from neurofit.models.readouts.ridge_gcv import ridge_weights
 
-#: Ridge penalties tried for the feature-weight start, in units of the mean eigenvalue of a neuron's feature
-#: covariance; generalised cross-validation picks one per neuron.
-RIDGE_GRID = torch.logspace(-4, 1, 11)
 #: Per output nonlinearity, the offset of its linear part (elu + 1 is x + 1 for x > 0, softplus ~ x for x >> 0):
 #: a drive of (predicted response - offset) puts the predicted response out.
 LINEAR_OFFSET = {"elu1": 1.0, "softplus": 0.0}
@@ -63,14 +59,6 @@ def core_features(encoder: torch.nn.Module, recording: str, stimulus: np.ndarray
     return torch.cat(parts)
 
 
-def core_maps(features: torch.Tensor, size: tuple[int, int]) -> Iterator[torch.Tensor]:
-    """Core feature maps (T, C, h, w) as one (T, H, W) map per channel, bilinearly resampled from the core's
-    grid to the screen's ``size`` = (H, W) pixels."""
-    for channel in range(features.shape[1]):
-        yield torch.nn.functional.interpolate(features[:, channel:channel + 1], size=size, mode="bilinear",
-                                              align_corners=True)[:, 0]
-
-
 @torch.no_grad()
 def readout_features(encoder: torch.nn.Module, recording: str, features: torch.Tensor) -> torch.Tensor:
     """The features (T, N, C) that each of ``recording``'s N readouts reads from core feature maps
@@ -87,14 +75,16 @@ def readout_features(encoder: torch.nn.Module, recording: str, features: torch.T
 
 @torch.no_grad()
 def init_readouts(encoder: torch.nn.Module, recordings: dict[str, RecordingArrays], trained_core: bool = False,
-                  max_samples: int = 5000, lag_frames: int = 4) -> dict[str, dict[str, float]]:
+                  max_samples: int = 5000, lag_frames: int = 4,
+                  map_radius_px: float = 4.0) -> dict[str, dict[str, float]]:
     """Start every readout from its training data, each recording's mapping samples (``mapping_samples``)
     read once and run through the core once:
 
     - configured with ``position_init: rf_map``, positions at RF centres mapped by contrast energy
       (``estimate_rf_centres``), or, with a ``trained_core`` (one transferred from another run) and static
-      images, by the core's own feature maps (``core_maps``), which find RFs in far fewer trials (on the
-      default simulated data, 1,000 trials left energy-mapped centres 14 px from those of 4,000);
+      images, where a ridge regression on all the core's channels predicts the neuron best
+      (``ridge_score_maps``), which finds RFs in far fewer trials (on the default simulated data, 1,000
+      trials left energy-mapped centres 14 px from those of 4,000);
     - with a ``trained_core``, configured with ``feature_init: ridge`` (static images only), feature weights
       and bias at the ridge regression (``ridge_weights``) of its training responses, in units of the training
       std, on the features it reads at those positions (``readout_features``), shifted by the output's
@@ -113,9 +103,17 @@ def init_readouts(encoder: torch.nn.Module, recordings: dict[str, RecordingArray
         features = core_features(encoder, name, stim) if trained_core and not video else None
         done[name] = {}
         if positions:
-            rf = estimate_rf_centres(stim, resp) if features is None else \
-                centres_from_maps(core_maps(features, stim.shape[1:]), resp)
+            if features is None:
+                rf = estimate_rf_centres(stim, resp)
+            else:
+                scores = ridge_score_maps(features, resp, stim.shape[1:])
+                rf = centres_from_scores(scores)
             readout.init_positions(torch.from_numpy(rf.centres_px), torch.from_numpy(rf.strength))
+            if features is not None and readout.map_positions() is not None:
+                # Second pass: each neuron's best pixel near where the fitted retinotopic map puts it. A peak
+                # far from the map is more often noise than real scatter.
+                rf = centres_from_scores(scores_near(scores, readout.map_positions(), map_radius_px))
+                readout.init_positions(torch.from_numpy(rf.centres_px), torch.from_numpy(rf.strength))
             done[name]["strength"] = float(np.median(rf.strength))
         if weights:
             target = torch.from_numpy(resp) / encoder.response_std(name).cpu()
@@ -126,24 +124,12 @@ def init_readouts(encoder: torch.nn.Module, recordings: dict[str, RecordingArray
     return done
 
 
-def ridge_weights(features: torch.Tensor, target: torch.Tensor,
-                  grid: torch.Tensor = RIDGE_GRID) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-neuron ridge regression of ``target`` (T, N) on its own ``features`` (T, N, C), with an unpenalised
-    intercept; the penalty of each neuron is the one of ``grid`` (x its mean feature-covariance eigenvalue)
-    with the lowest generalised cross-validation error. Returns the weights (N, C), the intercepts (N,) and
-    the chosen relative penalties (N,)."""
-    x = features.double().transpose(0, 1)  # (N, T, C)
-    y = target.double().T  # (N, T)
-    x_mean, y_mean = x.mean(1, keepdim=True), y.mean(1, keepdim=True)
-    xc, yc = x - x_mean, y - y_mean
-    eig, vec = torch.linalg.eigh(xc.transpose(1, 2) @ xc)  # (N, C), (N, C, C)
-    eig = eig.clamp_min(0)
-    proj = (vec.transpose(1, 2) @ (xc.transpose(1, 2) @ yc[..., None]))[..., 0]  # (N, C)
-    lam = grid.double()[:, None, None] * eig.mean(1)[None, :, None]  # (K, N, 1)
-    coef = torch.einsum("nij,knj->kni", vec, proj / (eig + lam))  # (K, N, C)
-    rss = ((yc[None] - torch.einsum("ntc,knc->knt", xc, coef)) ** 2).sum(-1)  # (K, N)
-    dof = (eig / (eig + lam)).sum(-1)  # (K, N)
-    best = (rss / (x.shape[1] - dof - 1).clamp_min(1) ** 2).argmin(0)  # (N,)
-    weights = coef[best, torch.arange(len(best))]
-    intercept = y_mean[:, 0] - (x_mean[:, 0] * weights).sum(-1)
-    return weights.float(), intercept.float(), grid[best]
+def scores_near(scores: torch.Tensor, positions: torch.Tensor, radius_px: float) -> torch.Tensor:
+    """Score maps (N, H, W) with every pixel farther than ``radius_px`` from the neuron's ``positions`` (N, 2)
+    (grid units, x then y) pushed to -inf-like values, so the peak is searched only near them."""
+    n, h, w = scores.shape
+    px = (positions.detach().cpu().float() + 1) / 2 * torch.tensor([w - 1.0, h - 1.0])
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                            indexing="ij")
+    far = (xx - px[:, 0, None, None]) ** 2 + (yy - px[:, 1, None, None]) ** 2 > radius_px**2
+    return scores.masked_fill(far, -1e9)

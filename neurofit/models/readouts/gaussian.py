@@ -96,6 +96,13 @@ class GaussianReadout(nn.Module):
             return mu if self.scatter is None else mu + self.scatter
         return self.mu
 
+    def map_positions(self) -> torch.Tensor | None:
+        """Positions (N, 2), grid units, that the cortical map alone gives (no per-neuron scatter); None for
+        learned positions, which have no map."""
+        if self.position != "cortical":
+            return None
+        return torch.tanh(self.affine(self.coords) + self.position_net(self.coords))
+
     def positions(self) -> torch.Tensor:
         """Mean readout positions (N, 2), grid units (x, y) in [-1, 1]."""
         raw = self._raw_positions()

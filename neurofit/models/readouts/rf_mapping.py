@@ -5,8 +5,9 @@ finding each neuron's receptive field. A response-weighted map of local contrast
 over the data: for each neuron, the correlation between its response and the band-pass contrast energy at
 every pixel peaks at the RF centre, for simple (phase-sensitive) and complex (phase-invariant) cells alike.
 Several spatial scales are tried and the best one per pixel kept, since RFs differ in size and frequency.
-With a trained core, its feature maps take the place of contrast energy (``centres_from_maps``): features
-closer to the neurons' own filters, so the peak stands out of the noise with far fewer trials.
+With a trained core the search is over its features instead (``ridge_score_maps``): at every pixel, how well a
+ridge regression on all the core's channels there predicts the neuron, which is what a readout placed there
+can do, so the peak stands out of the noise with far fewer trials.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from neurofit.models.readouts.ridge_gcv import RIDGE_GRID, gcv_errors, spectrum
+
 
 @dataclass(frozen=True)
 class RFCentres:
@@ -25,8 +28,9 @@ class RFCentres:
 
     Attributes:
         centres_px: (N, 2) float (x, y) screen pixels, x along the width, y along the height.
-        strength: (N,) peak correlation between response and local contrast energy (0: no RF found); use it
-            to weight or discard unreliable estimates.
+        strength: (N,) peak score: correlation with local contrast energy, or held-out variance explained by a
+            ridge readout on a core's features (0: no RF found); use it to weight or discard unreliable
+            estimates.
     """
 
     centres_px: np.ndarray
@@ -108,7 +112,7 @@ def centres_from_maps(maps: Iterable[torch.Tensor], responses: np.ndarray,
 
     Args:
         maps: (T, H, W) feature maps of the same T stimuli on the screen's pixel grid (contrast energy per
-            scale, or a core's channels); each pixel keeps the map that correlates best.
+            scale); each pixel keeps the map that correlates best.
         responses: (T, N) responses to those stimuli.
         refine_radius_px: as for ``estimate_rf_centres``.
     Returns:
@@ -121,16 +125,67 @@ def centres_from_maps(maps: Iterable[torch.Tensor], responses: np.ndarray,
         feature = _standardise(feature.reshape(t, h * w))
         corr = resp.T @ feature / t  # (N, H*W)
         best = corr if best is None else torch.maximum(best, corr)
-    peak, index = best.max(1)
-    maps = best.reshape(-1, h, w)
+    return centres_from_scores(best.reshape(-1, h, w), refine_radius_px)
+
+
+def _interpolation(size_out: int, size_in: int) -> torch.Tensor:
+    """(size_out, size_in) weights of 1-D linear interpolation with aligned corners (``grid_sample``'s
+    ``align_corners=True``, as the Gaussian readout samples)."""
+    pos = torch.linspace(0, size_in - 1, size_out) if size_out > 1 else torch.zeros(1)
+    low = pos.floor().clamp(max=max(size_in - 2, 0)).long()
+    frac = pos - low
+    weights = torch.zeros(size_out, size_in)
+    weights[torch.arange(size_out), low] = 1 - frac
+    if size_in > 1:
+        weights[torch.arange(size_out), low + 1] += frac
+    return weights
+
+
+def ridge_score_maps(features: torch.Tensor, responses: np.ndarray, size: tuple[int, int],
+                     grid: torch.Tensor = RIDGE_GRID) -> torch.Tensor:
+    """How well each neuron's response is predicted linearly from a core's features read at each screen pixel.
+
+    At every pixel the C features there (bilinearly interpolated from the core's grid, as a Gaussian readout
+    reads them) are regressed on by ridge with the penalty chosen by GCV, for all neurons at once; the score
+    is 1 - GCV error / the intercept-only model's, an estimate of the held-out variance explained.
+
+    Args:
+        features: (T, C, h, w) core feature maps of T stimuli. responses: (T, N) responses to them.
+        size: (H, W) screen pixels.
+    Returns:
+        (N, H, W) scores (<= 1; 0 or less where the features there predict nothing).
+    """
+    t = features.shape[0]
+    rows, cols = (_interpolation(n, m) for n, m in zip(size, features.shape[2:]))
+    y = torch.as_tensor(np.asarray(responses), dtype=torch.float32)
+    yc = y - y.mean(0)
+    yss = (yc.double() ** 2).sum(0, keepdim=True)  # (1, N)
+    null = yss / (t - 1) ** 2
+    scores = []
+    for row in rows:
+        x = torch.einsum("i,tcij,xj->xtc", row, features.float(), cols)  # (W, T, C)
+        x = x - x.mean(1, keepdim=True)
+        eig, vec = spectrum(x)
+        proj = vec.transpose(1, 2) @ (x.transpose(1, 2) @ yc).double()  # (W, C, N)
+        errors, _ = gcv_errors(eig, proj, yss, t, grid)
+        scores.append(1 - errors.min(0).values / null)  # (W, N)
+    return torch.stack(scores).permute(2, 0, 1).float()  # (N, H, W)
+
+
+def centres_from_scores(scores: torch.Tensor, refine_radius_px: float = 4.0) -> RFCentres:
+    """RF centres from per-neuron score maps (N, H, W) (a correlation or variance explained per pixel): the
+    score-weighted centroid, above half the peak, within ``refine_radius_px`` of each neuron's peak pixel.
+    A neuron without a positive peak (no visual drive) gets the screen centre and strength 0; otherwise the
+    strength is its peak score."""
+    n, h, w = scores.shape
+    peak, index = scores.reshape(n, -1).max(1)
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
                             indexing="ij")
     py, px = (index // w).float(), (index % w).float()
     near = ((yy - py[:, None, None]) ** 2 + (xx - px[:, None, None]) ** 2) <= refine_radius_px**2
-    weight = (maps - 0.5 * peak[:, None, None]).clamp_min(0) * near
+    weight = (scores - 0.5 * peak[:, None, None]).clamp_min(0) * near
     weight = weight / weight.sum((1, 2), keepdim=True).clamp_min(1e-12)
     centres = torch.stack([(weight * xx).sum((1, 2)), (weight * yy).sum((1, 2))], 1)
-    # A neuron whose map has no positive peak (no visual drive) gets the screen centre and zero strength.
     found = peak > 0
     centres[~found] = torch.tensor([(w - 1) / 2, (h - 1) / 2])
     return RFCentres(centres.numpy(), peak.clamp_min(0).numpy())
