@@ -84,7 +84,8 @@ def init_readouts(encoder: torch.nn.Module, recordings: dict[str, RecordingArray
       (``estimate_rf_centres``), or, with a ``trained_core`` (one transferred from another run) and static
       images, where a ridge regression on all the core's channels predicts the neuron best
       (``ridge_score_maps``), which finds RFs in far fewer trials (on the default simulated data, 1,000
-      trials left energy-mapped centres 14 px from those of 4,000);
+      trials left energy-mapped centres 14 px from those of 4,000), then the best pixel within
+      ``map_radius_px`` of the retinotopic map fitted to those centres;
     - with a ``trained_core``, configured with ``feature_init: ridge`` (static images only), feature weights
       and bias at the ridge regression (``ridge_weights``) of its training responses, in units of the training
       std, on the features it reads at those positions (``readout_features``), shifted by the output's
