@@ -12,9 +12,10 @@ from neurofit.models.readouts.rf_mapping import (
     centres_from_scores,
     estimate_rf_centres,
     ridge_score_maps,
+    scores_near,
 )
 from neurofit.models.readouts.ridge_gcv import gcv_errors, spectrum
-from neurofit.training.readout_init import init_readouts, mapping_samples, scores_near
+from neurofit.training.readout_init import init_readouts, mapping_samples
 from tests.conftest import tiny_recording
 
 H, W = 24, 40

@@ -7,7 +7,12 @@ import numpy as np
 import torch
 
 from neurofit.data.datamodule import RecordingArrays
-from neurofit.models.readouts.rf_mapping import centres_from_scores, estimate_rf_centres, ridge_score_maps
+from neurofit.models.readouts.rf_mapping import (
+    centres_from_scores,
+    estimate_rf_centres,
+    ridge_score_maps,
+    scores_near,
+)
 from neurofit.models.readouts.ridge_gcv import ridge_weights
 
 #: Per output nonlinearity, the offset of its linear part (elu + 1 is x + 1 for x > 0, softplus ~ x for x >> 0):
@@ -109,12 +114,12 @@ def init_readouts(encoder: torch.nn.Module, recordings: dict[str, RecordingArray
             else:
                 scores = ridge_score_maps(features, resp, stim.shape[1:])
                 rf = centres_from_scores(scores)
+                if readout.map_positions() is not None:
+                    # Second pass: each neuron's best pixel near where the retinotopic map fitted to the first
+                    # centres puts it. A peak far from the map is more often noise than real scatter.
+                    readout.init_positions(torch.from_numpy(rf.centres_px), torch.from_numpy(rf.strength))
+                    rf = centres_from_scores(scores_near(scores, readout.map_positions(), map_radius_px))
             readout.init_positions(torch.from_numpy(rf.centres_px), torch.from_numpy(rf.strength))
-            if features is not None and readout.map_positions() is not None:
-                # Second pass: each neuron's best pixel near where the fitted retinotopic map puts it. A peak
-                # far from the map is more often noise than real scatter.
-                rf = centres_from_scores(scores_near(scores, readout.map_positions(), map_radius_px))
-                readout.init_positions(torch.from_numpy(rf.centres_px), torch.from_numpy(rf.strength))
             done[name]["strength"] = float(np.median(rf.strength))
         if weights:
             target = torch.from_numpy(resp) / encoder.response_std(name).cpu()
@@ -124,13 +129,3 @@ def init_readouts(encoder: torch.nn.Module, recordings: dict[str, RecordingArray
             done[name]["penalty"] = float(penalty.median())
     return done
 
-
-def scores_near(scores: torch.Tensor, positions: torch.Tensor, radius_px: float) -> torch.Tensor:
-    """Score maps (N, H, W) with every pixel farther than ``radius_px`` from the neuron's ``positions`` (N, 2)
-    (grid units, x then y) pushed to -inf-like values, so the peak is searched only near them."""
-    n, h, w = scores.shape
-    px = (positions.detach().cpu().float() + 1) / 2 * torch.tensor([w - 1.0, h - 1.0])
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                            indexing="ij")
-    far = (xx - px[:, 0, None, None]) ** 2 + (yy - px[:, 1, None, None]) ** 2 > radius_px**2
-    return scores.masked_fill(far, -1e9)

@@ -92,16 +92,18 @@ class GaussianReadout(nn.Module):
     def _raw_positions(self) -> torch.Tensor:
         """Positions (N, 2) before bounding: pre-tanh for cortical positions, grid units for learned ones."""
         if self.position == "cortical":
-            mu = self.affine(self.coords) + self.position_net(self.coords)
+            mu = self._map_raw()
             return mu if self.scatter is None else mu + self.scatter
         return self.mu
+
+    def _map_raw(self) -> torch.Tensor:
+        """Pre-tanh positions (N, 2) of the cortical map alone (affine + MLP term, no scatter)."""
+        return self.affine(self.coords) + self.position_net(self.coords)
 
     def map_positions(self) -> torch.Tensor | None:
         """Positions (N, 2), grid units, that the cortical map alone gives (no per-neuron scatter); None for
         learned positions, which have no map."""
-        if self.position != "cortical":
-            return None
-        return torch.tanh(self.affine(self.coords) + self.position_net(self.coords))
+        return torch.tanh(self._map_raw()) if self.position == "cortical" else None
 
     def positions(self) -> torch.Tensor:
         """Mean readout positions (N, 2), grid units (x, y) in [-1, 1]."""

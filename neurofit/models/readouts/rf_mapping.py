@@ -156,6 +156,7 @@ def ridge_score_maps(features: torch.Tensor, responses: np.ndarray, size: tuple[
         (N, H, W) scores (<= 1; 0 or less where the features there predict nothing).
     """
     t = features.shape[0]
+    features = features.float()
     rows, cols = (_interpolation(n, m) for n, m in zip(size, features.shape[2:]))
     y = torch.as_tensor(np.asarray(responses), dtype=torch.float32)
     yc = y - y.mean(0)
@@ -163,13 +164,29 @@ def ridge_score_maps(features: torch.Tensor, responses: np.ndarray, size: tuple[
     null = yss / (t - 1) ** 2
     scores = []
     for row in rows:
-        x = torch.einsum("i,tcij,xj->xtc", row, features.float(), cols)  # (W, T, C)
+        x = torch.einsum("i,tcij,xj->xtc", row, features, cols)  # (W, T, C)
         x = x - x.mean(1, keepdim=True)
         eig, vec = spectrum(x)
         proj = vec.transpose(1, 2) @ (x.transpose(1, 2) @ yc).double()  # (W, C, N)
         errors, _ = gcv_errors(eig, proj, yss, t, grid)
         scores.append(1 - errors.min(0).values / null)  # (W, N)
     return torch.stack(scores).permute(2, 0, 1).float()  # (N, H, W)
+
+
+def _pixel_grid(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column index (H, W) of every screen pixel, float."""
+    return torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                          indexing="ij")
+
+
+def scores_near(scores: torch.Tensor, positions: torch.Tensor, radius_px: float) -> torch.Tensor:
+    """Score maps (N, H, W) with every pixel farther than ``radius_px`` from the neuron's ``positions`` (N, 2)
+    (grid units, x then y) pushed to -inf-like values, so the peak is searched only near them."""
+    n, h, w = scores.shape
+    px = (positions.detach().cpu().float() + 1) / 2 * torch.tensor([w - 1.0, h - 1.0])
+    yy, xx = _pixel_grid(h, w)
+    far = (xx - px[:, 0, None, None]) ** 2 + (yy - px[:, 1, None, None]) ** 2 > radius_px**2
+    return scores.masked_fill(far, -1e9)
 
 
 def centres_from_scores(scores: torch.Tensor, refine_radius_px: float = 4.0) -> RFCentres:
@@ -179,8 +196,7 @@ def centres_from_scores(scores: torch.Tensor, refine_radius_px: float = 4.0) -> 
     strength is its peak score."""
     n, h, w = scores.shape
     peak, index = scores.reshape(n, -1).max(1)
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                            indexing="ij")
+    yy, xx = _pixel_grid(h, w)
     py, px = (index // w).float(), (index % w).float()
     near = ((yy - py[:, None, None]) ** 2 + (xx - px[:, None, None]) ** 2) <= refine_radius_px**2
     weight = (scores - 0.5 * peak[:, None, None]).clamp_min(0) * near
